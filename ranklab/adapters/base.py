@@ -1,0 +1,195 @@
+"""What every ranklab adapter shares: a config dataclass and a layer wrapping a frozen nn.Linear.
+
+An adapter layer computes ``y = W0 x + delta(x)``.  Subclasses implement ``adapter_output``
+(the fast path used in forward) and ``factors`` (matrices whose left-to-right product is the
+dense delta, scaling folded into the first one).  Everything else - dense delta, merge/unmerge,
+parameter counts - is derived here, so a new method is a config plus two methods.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import torch
+from torch import nn
+
+
+def _as_list(value: str | Sequence[str]) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+@dataclass
+class AdapterConfig:
+    """Options shared by every method.  Subclasses add their ranks."""
+
+    target_modules: list[str] | str = field(
+        default_factory=lambda: ["query", "value"],
+        metadata={"help": "Module-name suffixes to adapt (list) or one regex matched with re.fullmatch."},
+    )
+    alpha: float = field(default=16.0, metadata={"help": "Scaling numerator: s = alpha / rank."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input."})
+    modules_to_save: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Module-name suffixes kept trainable and saved with the adapter (e.g. classifier)."},
+    )
+
+    method: ClassVar[str] = "base"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target_modules, str):
+            self.target_modules = list(self.target_modules)
+            if not self.target_modules:
+                raise ValueError("target_modules is empty: give module-name suffixes or a regex")
+        self.modules_to_save = _as_list(self.modules_to_save)
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def matches(self, module_name: str) -> bool:
+        """Does a module's qualified name select it for adaptation?"""
+        if isinstance(self.target_modules, str):
+            return re.fullmatch(self.target_modules, module_name) is not None
+        return any(module_name == t or module_name.endswith("." + t) for t in self.target_modules)
+
+    def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
+        """Raise ValueError if the ranks do not fit a (d_out x d_in) layer.  Override per method."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AdapterConfig":
+        data = dict(data)
+        method = data.pop("method", cls.method)
+        if method != cls.method:
+            raise ValueError(f"config is for method {method!r}, not {cls.method!r}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.method} config keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**data)
+
+
+def check_rank(name: str, value: int, d_in: int, d_out: int, module_name: str) -> None:
+    """A rank must be a positive int no larger than min(d_in, d_out)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    limit = min(d_in, d_out)
+    if value > limit:
+        raise ValueError(
+            f"{name}={value} is larger than min(d_in, d_out)={limit} of {module_name} "
+            f"({d_out} x {d_in}); valid range is 1..{limit}"
+        )
+
+
+def kaiming_(weight: torch.Tensor) -> torch.Tensor:
+    """nn.Linear's default init, the one LoRA (and PEFT) uses for A."""
+    return nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+
+
+def chain(factors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Left-to-right matrix product, cheapest order for tall-skinny-tall chains."""
+    product = factors[-1]
+    for matrix in reversed(factors[:-1]):
+        product = matrix @ product
+    return product
+
+
+class AdapterLayer(nn.Module):
+    """A frozen ``nn.Linear`` plus a trainable low-rank update."""
+
+    config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
+    mergeable: ClassVar[bool] = True
+
+    def __init__(self, base: nn.Linear, config: AdapterConfig, module_name: str = "module") -> None:
+        super().__init__()
+        if not isinstance(base, nn.Linear):
+            raise ValueError(f"{module_name} is {type(base).__name__}; ranklab adapts nn.Linear only")
+        config.check_shape(base.in_features, base.out_features, module_name)
+        self.base = base
+        self.config = config
+        self.module_name = module_name
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.merged_with: dict[str, Any] | None = None  # the selector used by merge(), if merged
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+
+    # --- what a method implements -------------------------------------------------------------
+    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
+        """delta(x) for a batch of inputs (..., d_in) -> (..., d_out)."""
+        raise NotImplementedError
+
+    def factors(self, **selector: Any) -> list[torch.Tensor]:
+        """Matrices [F1, ..., Fk] with F1 @ ... @ Fk == delta_weight(**selector), scaling in F1."""
+        raise NotImplementedError
+
+    # --- derived ------------------------------------------------------------------------------
+    @property
+    def d_in(self) -> int:
+        return self.base.in_features
+
+    @property
+    def d_out(self) -> int:
+        return self.base.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged_with is not None:
+            return out
+        x = self.dropout(x)
+        own = next(iter(self._parameters.values()), None)  # O(1): the adapter's first own parameter
+        if own is not None and x.dtype != own.dtype:
+            x = x.to(own.dtype)
+        return out + self.adapter_output(x).to(out.dtype)
+
+    def delta_weight(self, **selector: Any) -> torch.Tensor:
+        """Dense (d_out x d_in) update; for tests, merging and small-model inspection."""
+        return chain(self.factors(**selector))
+
+    def lora_factors(self, **selector: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, A) of a plain LoRA with scaling 1 equal to this update (for export)."""
+        mats = self.factors(**selector)
+        if len(mats) == 2:
+            return mats[0], mats[1]
+        inner = min(range(len(mats) - 1), key=lambda i: mats[i].shape[1])  # narrowest bond
+        return chain(mats[: inner + 1]), chain(mats[inner + 1 :])
+
+    @torch.no_grad()
+    def merge(self, **selector: Any) -> None:
+        if not self.mergeable:
+            raise ValueError(f"{self.config.method} adapters depend on the input and cannot merge")
+        if self.merged_with is not None:
+            raise ValueError(f"{self.module_name} is already merged; unmerge() first")
+        self.base.weight += self.delta_weight(**selector).to(self.base.weight.dtype)
+        self.merged_with = dict(selector)
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged_with is None:
+            raise ValueError(f"{self.module_name} is not merged")
+        self.base.weight -= self.delta_weight(**self.merged_with).to(self.base.weight.dtype)
+        self.merged_with = None
+
+    def adapter_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if not n.startswith("base.")]
+
+    def num_adapter_params(self) -> int:
+        return sum(p.numel() for p in self.adapter_parameters())
+
+    @classmethod
+    def on_attach(cls, model: nn.Module, layers: dict[str, "AdapterLayer"]) -> None:
+        """Called once by ``attach`` with all new layers (e.g. to install a model-level hook)."""
+
+    def extra_loss(self) -> torch.Tensor | None:
+        """An auxiliary loss the trainer adds (e.g. a router's contrastive loss); None if none."""
+        return None
+
+    def extra_repr(self) -> str:
+        fields = {k: v for k, v in self.config.to_dict().items() if k not in ("target_modules", "modules_to_save")}
+        return ", ".join(f"{k}={v}" for k, v in fields.items())

@@ -1,0 +1,80 @@
+"""DyLoRA (Valipour et al. 2023): train with a random rank b ~ U{r_min..r_max} each step.
+
+The update at rank b uses the first b rows of A and columns of B with scaling alpha / b, so
+one trained adapter can be evaluated (and merged, exported) at every b in r_min..r_max.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .base import AdapterConfig, AdapterLayer, check_rank, kaiming_
+
+
+@dataclass
+class DyLoraConfig(AdapterConfig):
+    r_min: int = field(default=1, metadata={"help": "Smallest rank sampled in training."})
+    r_max: int = field(default=8, metadata={"help": "Largest rank (size of A and B)."})
+    method = "dylora"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("r_min", "r_max"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if self.r_min > self.r_max:
+            raise ValueError(f"r_min={self.r_min} must be <= r_max={self.r_max}")
+
+    def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
+        check_rank("r_max", self.r_max, d_in, d_out, module_name)
+
+
+class DyLoraLayer(AdapterLayer):
+    config_class = DyLoraConfig
+
+    def __init__(self, base: nn.Linear, config: DyLoraConfig, module_name: str = "module") -> None:
+        super().__init__(base, config, module_name)
+        self.lora_A = nn.Parameter(kaiming_(torch.empty(config.r_max, self.d_in)))
+        self.lora_B = nn.Parameter(torch.zeros(self.d_out, config.r_max))
+        self.eval_rank = config.r_max  # rank used outside training; set with set_rank()
+        self.train_rank: int | None = None  # set for all layers at once by the model-level hook
+        self.last_rank = config.r_max  # rank used by the last forward (for inspection)
+
+    def set_rank(self, rank: int) -> None:
+        if not self.config.r_min <= rank <= self.config.r_max:
+            raise ValueError(f"rank must be in {self.config.r_min}..{self.config.r_max}, got {rank}")
+        self.eval_rank = rank
+
+    def sample_rank(self) -> int:
+        return int(torch.randint(self.config.r_min, self.config.r_max + 1, (1,)).item())
+
+    @classmethod
+    def on_attach(cls, model: nn.Module, layers: dict[str, "DyLoraLayer"]) -> None:
+        """One rank per training forward pass, shared by every layer (as in the DyLoRA paper)."""
+        layer_list = list(layers.values())
+
+        def sample_shared_rank(module: nn.Module, args: tuple) -> None:
+            if module.training and layer_list:
+                rank = layer_list[0].sample_rank()
+                for layer in layer_list:
+                    layer.train_rank = min(max(rank, layer.config.r_min), layer.config.r_max)
+
+        model._ranklab_dylora_hook = model.register_forward_pre_hook(sample_shared_rank)
+
+    def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            rank = self.train_rank if self.train_rank is not None else self.sample_rank()
+        else:
+            rank = self.eval_rank
+        self.last_rank = rank
+        scaling = self.config.alpha / rank
+        return (x @ self.lora_A[:rank].T) @ self.lora_B[:, :rank].T * scaling
+
+    def factors(self, rank: int | None = None) -> list[torch.Tensor]:
+        rank = self.eval_rank if rank is None else rank
+        if not self.config.r_min <= rank <= self.config.r_max:
+            raise ValueError(f"rank must be in {self.config.r_min}..{self.config.r_max}, got {rank}")
+        return [self.lora_B[:, :rank] * (self.config.alpha / rank), self.lora_A[:rank]]

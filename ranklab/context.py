@@ -1,0 +1,31 @@
+"""The task id of the current batch, visible to every adapter without threading it through forward.
+
+Multi-task batches hold one task; the trainer (or a user) sets it once per batch:
+
+    with ranklab.use_task(2):
+        logits = model(**batch).logits
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator
+
+_current_task: contextvars.ContextVar[int | None] = contextvars.ContextVar("ranklab_task", default=None)
+
+
+@contextlib.contextmanager
+def use_task(task_id: int) -> Iterator[None]:
+    token = _current_task.set(int(task_id))
+    try:
+        yield
+    finally:
+        _current_task.reset(token)
+
+
+def current_task(required_by: str | None = None) -> int | None:
+    """The task id set by ``use_task``; with ``required_by``, a clear error when none is set."""
+    task = _current_task.get()
+    if task is None and required_by is not None:
+        raise ValueError(f"{required_by} needs a task id: wrap the forward pass in `with ranklab.use_task(t):`")
+    return task

@@ -1,0 +1,64 @@
+"""Shared test set-up: offline, single-threaded, tiny models built from configs."""
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never touch the network
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def build_tiny_roberta(num_labels: int = 3, hidden: int = 32, layers: int = 2, seed: int = 0):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = RobertaConfig(
+        vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden, max_position_embeddings=40, num_labels=num_labels,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    return RobertaForSequenceClassification(config).eval()
+
+
+def build_tiny_bert(num_labels: int = 2, hidden: int = 32, layers: int = 2, seed: int = 0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=100, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+        intermediate_size=2 * hidden, max_position_embeddings=40, num_labels=num_labels,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    return BertForSequenceClassification(config).eval()
+
+
+def randomize_adapters(model, seed: int = 0, std: float = 0.1) -> None:
+    """Give every adapter factor random values (B starts at zero, which hides bugs)."""
+    import ranklab
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for layer in ranklab.adapter_layers(model).values():
+            for p in layer.adapter_parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * std)
+
+
+@pytest.fixture
+def tiny_roberta():
+    return build_tiny_roberta
+
+
+@pytest.fixture
+def tiny_bert():
+    return build_tiny_bert
+
+
+@pytest.fixture
+def token_batch():
+    generator = torch.Generator().manual_seed(1)
+    input_ids = torch.randint(3, 100, (4, 12), generator=generator)
+    return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
