@@ -11,6 +11,8 @@ from .base import AdapterConfig, AdapterLayer, chain
 from .dylora import DyLoraConfig, DyLoraLayer
 from .emd import EmdConfig, EmdLayer
 from .lora import LoraConfig, LoraLayer
+from .mor import MorConfig, MorLayer
+from .rank_router import RankRouterConfig, RankRouterLayer
 
 _REGISTRY: dict[str, tuple[type[AdapterConfig], type[AdapterLayer]]] = {}
 
@@ -48,9 +50,11 @@ def config_from_dict(data: dict[str, Any]) -> AdapterConfig:
 register(LoraConfig, LoraLayer)
 register(EmdConfig, EmdLayer)
 register(DyLoraConfig, DyLoraLayer)
+register(RankRouterConfig, RankRouterLayer)
+register(MorConfig, MorLayer)
 
 __all__ = [
     "AdapterConfig", "AdapterLayer", "chain", "register", "available_methods", "get_method",
     "make_config", "config_from_dict", "LoraConfig", "LoraLayer", "EmdConfig", "EmdLayer",
-    "DyLoraConfig", "DyLoraLayer",
+    "DyLoraConfig", "DyLoraLayer", "RankRouterConfig", "RankRouterLayer", "MorConfig", "MorLayer",
 ]

@@ -1,0 +1,119 @@
+"""Parameter budgets of adapter methods from layer shapes alone (no model needed).
+
+``module_params("rank_router", 768, 768, r=16, n_tasks=7)`` gives the per-module parts
+(A, B, router, ...); ``budget(method, shapes, **options)`` sums them over modules, e.g. the
+query/value projections of a backbone from ``target_shapes("roberta-base", ["query", "value"])``.
+``moelora`` (N full LoRA experts plus a token router, the MoE-LoRA baseline of the MoR paper) is
+counted here too, although ranklab does not implement it.  The counts agree with
+``layer.num_adapter_params()`` of the real layers (tests check both).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .adapters import make_config
+
+# hidden size, layers, FFN size of the papers' backbones
+BACKBONES: dict[str, tuple[int, int, int]] = {
+    "roberta-base": (768, 12, 3072),
+    "roberta-large": (1024, 24, 4096),
+    "minilm-l6": (384, 6, 1536),
+    "llama-7b": (4096, 32, 11008),
+}
+# module-name suffix -> (d_in, d_out) as a function of (hidden, ffn)
+_SQUARE = ("query", "key", "value", "attention.output.dense", "q_proj", "k_proj", "v_proj", "o_proj")
+_UP = ("intermediate.dense", "gate_proj", "up_proj")
+_DOWN = ("output.dense", "down_proj")
+
+
+def target_shapes(backbone: str, targets: Iterable[str]) -> list[tuple[int, int]]:
+    """(d_in, d_out) of every adapted module: one per target per layer."""
+    if backbone not in BACKBONES:
+        raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}")
+    hidden, layers, ffn = BACKBONES[backbone]
+    shapes = []
+    for target in targets:
+        if target in _SQUARE:
+            shape = (hidden, hidden)
+        elif target in _UP:
+            shape = (hidden, ffn)
+        elif target in _DOWN:
+            shape = (ffn, hidden)
+        else:
+            raise ValueError(f"unknown target {target!r}; known: {', '.join(_SQUARE + _UP + _DOWN)}")
+        shapes += [shape] * layers
+    return shapes
+
+
+def _moelora_parts(d_in: int, d_out: int, r: int = 8, n_experts: int = 8, **_: Any) -> dict[str, int]:
+    return {"experts": n_experts * r * (d_in + d_out), "router": d_in * n_experts}
+
+
+def module_params(method: str, d_in: int, d_out: int, **options: Any) -> dict[str, int]:
+    """Trainable parameters of one adapted (d_out x d_in) module, by part.
+
+    Options are the method's config fields (validated through its config; defaults apply).
+    ``moelora`` takes ``r`` (rank of each expert) and ``n_experts``.
+    """
+    if method == "moelora":
+        unknown = sorted(set(options) - {"r", "n_experts"})
+        if unknown:
+            raise ValueError(f"unknown moelora options {unknown}; valid: n_experts, r")
+        return _moelora_parts(d_in, d_out, **options)
+    config = make_config(method, **options)  # unknown method or option -> ValueError
+    config.check_shape(d_in, d_out)
+    if method in ("lora", "dylora"):
+        r = config.r if method == "lora" else config.r_max
+        return {"A": r * d_in, "B": d_out * r}
+    if method == "emd":
+        return {"A": config.a * d_in, "T": config.b * config.a, "B": d_out * config.b}
+    if method == "rank_router":
+        r = config.r
+        return {"A": r * d_in, "B": d_out * r, "task_embeddings": config.n_tasks * d_in, "router": d_in * r + r}
+    if method == "mor":
+        r, n = config.r, config.n_experts
+        parts = {"A": r * d_in, "B": d_out * r, "lambdas": n * (r + d_out), "router": d_in * n}
+        if config.router == "task":
+            parts["task_embeddings"] = config.n_tasks * d_in
+        return parts
+    raise ValueError(f"no parameter formula for method {method!r}; known: dylora, emd, lora, moelora, mor, rank_router")
+
+
+def budget(method: str, shapes: Iterable[tuple[int, int]], **options: Any) -> dict[str, int]:
+    """Parts summed over modules, plus ``total``."""
+    parts: dict[str, int] = {}
+    for d_in, d_out in shapes:
+        for name, count in module_params(method, d_in, d_out, **options).items():
+            parts[name] = parts.get(name, 0) + count
+    parts["total"] = sum(parts.values())
+    return parts
+
+
+def paper_budgets(n_tasks: int = 7) -> list[dict[str, Any]]:
+    """The multi-task comparisons of the papers, with the numbers they report beside ours.
+
+    Seed paper 1 (Table 1, multi-task RoBERTa-base; q/v assumed): LoRA r=8 0.24M, r=16 0.48M,
+    rank router 0.48M.  Our counts split the rank router into its LoRA part (equal to LoRA r=16)
+    and its router part (task embeddings and gate per module), which the paper's number leaves out.
+    MoR paper: MoR (8 experts, rank 32) vs MoE-LoRA with 8 experts, on a LLaMA-7B's FFN.
+    """
+    qv = target_shapes("roberta-base", ["query", "value"])
+    ffn = target_shapes("llama-7b", ["gate_proj", "up_proj", "down_proj"])
+    rows = [
+        ("seed1 multi-task", "roberta-base q,v", "lora", dict(r=8), 0.24e6),
+        ("seed1 multi-task", "roberta-base q,v", "lora", dict(r=16), 0.48e6),
+        ("seed1 multi-task", "roberta-base q,v", "rank_router", dict(r=16, n_tasks=n_tasks), 0.48e6),
+        ("mor", "llama-7b ffn", "mor", dict(r=32, n_experts=8), None),
+        ("mor", "llama-7b ffn", "moelora", dict(r=4, n_experts=8), None),
+        ("mor", "llama-7b ffn", "moelora", dict(r=8, n_experts=8), None),
+    ]
+    table = []
+    for source, modules, method, options, reported in rows:
+        parts = budget(method, qv if "roberta" in modules else ffn, **options)
+        lora_part = sum(parts.get(name, 0) for name in ("A", "B", "T", "experts"))  # the low-rank factors
+        table.append({
+            "source": source, "modules": modules, "method": method, "options": options,
+            "params": parts["total"], "lora_part": lora_part, "other_part": parts["total"] - lora_part,
+            "reported": reported,
+        })
+    return table
