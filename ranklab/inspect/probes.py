@@ -1,0 +1,173 @@
+"""Record router gate probabilities during forward passes.
+
+Router layers (rank_router, mor, or any module following the same contract) are recognised by a
+``last_gates`` attribute: a detached tensor each forward sets - (r,) gate probabilities for the
+current task (rank_router), (n_experts,) (task-level MoR) or (batch, seq, n_experts) per token
+(token-level MoR) - and ``last_task`` (the id from ``ranklab.use_task``, or None).
+
+    with RouterProbe(model) as probe:
+        for task, batch in batches:
+            with ranklab.use_task(task):
+                model(**batch)
+    probe.gate_table()         # mean gate probability per module and task
+    probe.token_gates(name)    # (n_tokens, n_experts) for token-level routers
+
+The hooks are removed when the ``with`` block ends, also when a forward pass raises.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from .factors import layer_index, short_module_name
+
+
+def router_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Modules exposing ``last_gates`` (router layers), by qualified name."""
+    return {name: m for name, m in model.named_modules() if hasattr(m, "last_gates")}
+
+
+def _as_samples(gates: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
+    """Gate tensor -> (n_samples, n_gates): one sample per task-level call or one per token."""
+    gates = gates.detach().float().cpu()
+    if gates.ndim == 1:
+        return gates[None, :].numpy()
+    if mask is not None and gates.ndim == 3 and tuple(mask.shape) == tuple(gates.shape[:2]):
+        return gates[mask.detach().cpu().bool()].numpy()  # drop padding tokens
+    return gates.reshape(-1, gates.shape[-1]).numpy()
+
+
+class RouterProbe:
+    """Context manager recording every router layer's gates after each forward pass.
+
+    ``token_mask``: set it to a batch's attention mask (batch, seq) before the forward pass to
+    drop padding tokens from per-token gates; None keeps every token.
+    """
+
+    def __init__(self, model: nn.Module, names: list[str] | None = None) -> None:
+        layers = router_layers(model)
+        if not layers:
+            raise ValueError("model has no router layers (modules with `last_gates`: methods rank_router, mor)")
+        if names is not None:
+            unknown = [n for n in names if n not in layers]
+            if unknown:
+                raise ValueError(f"not router layers: {unknown}; router layers: {', '.join(layers)}")
+            layers = {n: layers[n] for n in names}
+        self.layers = layers
+        self.records: list[dict[str, Any]] = []
+        self.token_mask: torch.Tensor | None = None
+        self._handles: list[Any] = []
+        self._calls: dict[str, int] = {}  # forward calls seen per layer
+        self._seen: dict[str, torch.Tensor] = {}
+
+    def _hook(self, name: str):
+        def record(module: nn.Module, args: tuple, output: Any) -> None:
+            gates = getattr(module, "last_gates", None)
+            if gates is None or gates is self._seen.get(name):
+                return  # no router output, or a stale one (e.g. a merged layer skipped its router)
+            self._seen[name] = gates
+            call = self._calls.get(name, 0)
+            self._calls[name] = call + 1
+            self.records.append({
+                "name": name, "layer": layer_index(name), "module": short_module_name(name),
+                "task": getattr(module, "last_task", None), "call": call,
+                "gates": _as_samples(gates, self.token_mask), "per_token": gates.ndim == 3,
+            })
+        return record
+
+    def __enter__(self) -> "RouterProbe":
+        if self._handles:
+            raise ValueError("this probe is already recording")
+        for name, layer in self.layers.items():
+            self._seen[name] = getattr(layer, "last_gates", None)  # gates from before the probe are stale
+            self._handles.append(layer.register_forward_hook(self._hook(name)))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove all hooks (idempotent)."""
+        while self._handles:
+            self._handles.pop().remove()
+
+    # --- results ------------------------------------------------------------------------------
+    def gate_table(self, by: str = "task") -> pd.DataFrame:
+        """Mean gate probability per module and group: one row each, columns gate_0..gate_{n-1}.
+
+        ``by="task"`` groups by ``last_task`` (None when no task was set); ``by="call"`` by forward
+        call of each layer; ``n_samples`` counts the averaged gate vectors (tokens or calls).
+        """
+        if by not in ("task", "call"):
+            raise ValueError(f"by must be 'task' or 'call', got {by!r}")
+        if not self.records:
+            raise ValueError("nothing recorded: run forward passes inside `with RouterProbe(model) as probe:`")
+        groups: dict[tuple, list[np.ndarray]] = {}
+        meta: dict[tuple, dict[str, Any]] = {}
+        for rec in self.records:
+            key = (rec["name"], rec["task"] if by == "task" else rec["call"])
+            groups.setdefault(key, []).append(rec["gates"])
+            meta[key] = {"name": rec["name"], "layer": rec["layer"], "module": rec["module"], by: key[1]}
+        rows = []
+        for key, chunks in groups.items():
+            samples = np.concatenate(chunks, axis=0)
+            row = dict(meta[key], n_samples=len(samples))
+            row.update({f"gate_{i}": float(v) for i, v in enumerate(samples.mean(axis=0))})
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        frame["layer"] = frame["layer"].astype("Int64")
+        return frame
+
+    def mean_gates(self, task: int | None = None) -> dict[str, torch.Tensor]:
+        """Mean recorded gate vector per module (optionally of one task), for router-averaged spectra:
+        ``model_report(model, per_module={n: {"gates": g} for n, g in probe.mean_gates().items()})``.
+        """
+        names = dict.fromkeys(r["name"] for r in self.records)
+        if not names:
+            raise ValueError("nothing recorded: run forward passes inside `with RouterProbe(model) as probe:`")
+        return {n: torch.from_numpy(self.token_gates(n, task).mean(axis=0)) for n in names}
+
+    def token_gates(self, name: str, task: int | None = None) -> np.ndarray:
+        """All recorded gate vectors of one module (optionally one task) as (n_samples, n_gates)."""
+        chunks = [r["gates"] for r in self.records if r["name"] == name and (task is None or r["task"] == task)]
+        if not chunks:
+            recorded = sorted({r["name"] for r in self.records})
+            raise ValueError(f"no gates recorded for {name!r} (task {task}); recorded modules: {recorded}")
+        return np.concatenate(chunks, axis=0)
+
+
+def _has_task_gates(layer: nn.Module, tasks: list[int]) -> bool:
+    if not callable(getattr(layer, "gate_probs", None)) or not tasks:
+        return False
+    try:  # MoR's token router has gate_probs but raises: it has no per-task gates
+        layer.gate_probs(tasks[0])
+    except ValueError:
+        return False
+    return True
+
+
+def router_summary(model: nn.Module, tasks: list[int]) -> pd.DataFrame:
+    """Static per-task router state of rank routers: chosen rank and gate probabilities.
+
+    Uses the layers' ``gate_probs(task)`` and, if present, ``chosen_rank(task)``; no forward pass.
+    """
+    layers = {n: m for n, m in router_layers(model).items() if _has_task_gates(m, tasks)}
+    if not layers:
+        raise ValueError("model has no task-level router layers (modules with gate_probs(task))")
+    rows = []
+    with torch.no_grad():
+        for name, layer in layers.items():
+            for task in tasks:
+                probs = layer.gate_probs(task).detach().float().cpu().numpy()
+                row = {"name": name, "layer": layer_index(name), "module": short_module_name(name), "task": task}
+                if hasattr(layer, "chosen_rank"):
+                    row["chosen_rank"] = int(layer.chosen_rank(task))
+                row.update({f"gate_{i}": float(v) for i, v in enumerate(probs)})
+                rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["layer"] = frame["layer"].astype("Int64")
+    return frame

@@ -1,0 +1,193 @@
+"""Figure functions for ranklab's introspection results.  Each returns a matplotlib Figure.
+
+Figures are built with ``matplotlib.figure.Figure`` directly, not pyplot: no global state, no
+backend needed (safe under Agg and in tests), and Jupyter shows a returned figure exactly once.
+``save_figure`` writes PNG and PDF atomically.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from .inspect.factors import layer_index, short_module_name
+from .inspect.report import rank_table
+
+FORMATS = ("png", "pdf", "svg")
+
+
+def save_figure(fig: Figure, path_stem: str | os.PathLike, formats: Sequence[str] = ("png", "pdf"),
+                dpi: int = 150) -> list[Path]:
+    """Write ``fig`` to ``path_stem.<format>`` for each format (temp file + os.replace)."""
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"formats must be a non-empty subset of {FORMATS}, got {list(formats)}")
+    stem = Path(path_stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fmt in formats:
+        target = stem.with_name(f"{stem.name}.{fmt}")
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(target)
+    return written
+
+
+def _grid(n_panels: int, ncols: int, panel_size: tuple[float, float] = (4.0, 3.0)) -> tuple[Figure, list]:
+    ncols = max(1, min(ncols, n_panels))
+    nrows = math.ceil(n_panels / ncols)
+    fig = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(n_panels)]
+    return fig, axes
+
+
+def _by_module(names: Sequence[str]) -> dict[str, list[str]]:
+    """Group qualified names by module type (query, value, ...), each sorted by layer index."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(short_module_name(name), []).append(name)
+    return {m: sorted(ns, key=lambda n: (layer_index(n) is None, layer_index(n) or 0)) for m, ns in groups.items()}
+
+
+def _label(name: str) -> str:
+    index = layer_index(name)
+    return f"layer {index}" if index is not None else name
+
+
+def plot_spectra(spectra: Mapping[str, np.ndarray], normalize: bool = False, log: bool = False,
+                 ncols: int = 2) -> Figure:
+    """Singular values of ΔW: one panel per module type, one line per layer (x = index from 1).
+
+    ``spectra`` is ``{name: sigma}`` as from ``ranklab.inspect.model_spectra``; ``normalize``
+    divides each spectrum by its sigma_1 (zero spectra stay zero).
+    """
+    if not spectra:
+        raise ValueError("spectra is empty: pass {module name: singular values}")
+    groups = _by_module(list(spectra))
+    fig, axes = _grid(len(groups), ncols)
+    for ax, (module, names) in zip(axes, groups.items()):
+        for name in names:
+            sigma = np.asarray(spectra[name], dtype=float)
+            if normalize and len(sigma) and sigma[0] > 0:
+                sigma = sigma / sigma[0]
+            ax.plot(np.arange(1, len(sigma) + 1), sigma, marker="o", markersize=3, label=_label(name))
+        ax.set(title=module, xlabel="index k", ylabel="sigma_k / sigma_1" if normalize else "sigma_k")
+        if log:
+            ax.set_yscale("log")
+        ax.legend(fontsize="x-small")
+    return fig
+
+
+def _heatmap(ax, matrix: np.ndarray, xlabels: Sequence, ylabels: Sequence, cmap: str = "viridis",
+             annotate: bool = True, vmin: float | None = None, vmax: float | None = None) -> None:
+    image = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
+    ax.set_xticks(range(len(xlabels)), [str(x) for x in xlabels], rotation=45, ha="right", fontsize="small")
+    ax.set_yticks(range(len(ylabels)), [str(y) for y in ylabels], fontsize="small")
+    if annotate and matrix.size <= 400:
+        for (i, j), value in np.ndenumerate(matrix):
+            if np.isfinite(value):
+                ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize="x-small", color="w")
+    ax.figure.colorbar(image, ax=ax)
+
+
+def plot_rank_heatmap(report: pd.DataFrame, measure: str = "effective_rank") -> Figure:
+    """Heatmap layer (rows) x module (columns) of one report column (default effective rank)."""
+    table = rank_table(report, measure)
+    fig = Figure(figsize=(1.2 * len(table.columns) + 3, 0.45 * len(table) + 2), layout="constrained")
+    ax = fig.add_subplot()
+    _heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index))
+    ax.set(xlabel="module", ylabel="layer", title=measure.replace("_", " "))
+    return fig
+
+
+def plot_rank_dynamics(history: pd.DataFrame, measure: str = "effective_rank", ncols: int = 2) -> Figure:
+    """A rank measure over training steps: one panel per module type, one line per layer."""
+    if measure not in history.columns:
+        raise ValueError(f"unknown measure {measure!r}; columns: {', '.join(history.columns)}")
+    if history.empty:
+        raise ValueError("history is empty: record with RankDynamics during training first")
+    groups = _by_module(list(dict.fromkeys(history["name"])))
+    fig, axes = _grid(len(groups), ncols)
+    for ax, (module, names) in zip(axes, groups.items()):
+        for name in names:
+            rows = history[history["name"] == name].sort_values("step")
+            ax.plot(rows["step"].to_numpy(), rows[measure].to_numpy(dtype=float), label=_label(name))
+        ax.set(title=module, xlabel="step", ylabel=measure.replace("_", " "))
+        ax.legend(fontsize="x-small")
+    return fig
+
+
+def _gate_columns(table: pd.DataFrame) -> list[str]:
+    columns = [c for c in table.columns if c.startswith("gate_")]
+    if not columns:
+        raise ValueError("table has no gate_<i> columns; pass RouterProbe.gate_table() or router_summary()")
+    return sorted(columns, key=lambda c: int(c.split("_")[1]))
+
+
+def plot_router_distribution(gate_table: pd.DataFrame, group: str = "task", names: Sequence[str] | None = None,
+                             ncols: int = 4) -> Figure:
+    """Mean gate probability per module: one heatmap per module, rows = ``group`` values, cols = gates."""
+    if group not in gate_table.columns:
+        raise ValueError(f"group {group!r} is not a column; columns: {', '.join(gate_table.columns)}")
+    gates = _gate_columns(gate_table)
+    names = list(dict.fromkeys(gate_table["name"])) if names is None else list(names)
+    fig, axes = _grid(len(names), ncols, panel_size=(3.2, 2.6))
+    for ax, name in zip(axes, names):
+        rows = gate_table[gate_table["name"] == name].sort_values(group, key=lambda s: s.astype(str))
+        if rows.empty:
+            raise ValueError(f"{name!r} is not in the gate table")
+        matrix = rows[gates].to_numpy(dtype=float)
+        _heatmap(ax, matrix, [c.split("_")[1] for c in gates], list(rows[group]), cmap="magma",
+                 annotate=False, vmin=0.0, vmax=max(1e-12, float(np.nanmax(matrix))))
+        ax.set(title=name, xlabel="gate (rank / expert)", ylabel=group)
+    return fig
+
+
+def plot_task_embeddings(points: pd.DataFrame, task_names: Sequence[str] | None = None) -> Figure:
+    """Scatter of projected task embeddings (``task_embedding_points``), coloured by task."""
+    missing = {"x", "y", "task"} - set(points.columns)
+    if missing:
+        raise ValueError(f"points lacks columns {sorted(missing)}; pass ranklab.inspect.task_embedding_points(...)")
+    fig = Figure(figsize=(5, 4.5), layout="constrained")
+    ax = fig.add_subplot()
+    markers = "osD^vP*X"
+    modules = list(dict.fromkeys(points["name"])) if "name" in points else [None]
+    for task in sorted(points["task"].unique()):
+        label = task_names[task] if task_names is not None else f"task {task}"
+        rows = points[points["task"] == task]
+        colour = f"C{int(task) % 10}"
+        for m_index, module in enumerate(modules):
+            sub = rows if module is None else rows[rows["name"] == module]
+            ax.scatter(sub["x"], sub["y"], color=colour, marker=markers[m_index % len(markers)], s=50,
+                       label=label if m_index == 0 else None)
+    method = points["method"].iloc[0] if "method" in points else ""
+    ax.set(title=f"task embeddings ({method})", xlabel="dim 1", ylabel="dim 2")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def plot_similarity(grid: np.ndarray, title: str = "subspace similarity",
+                    xlabel: str = "j", ylabel: str = "i") -> Figure:
+    """Heatmap of phi(i, j) (entry [i-1, j-1]) from ``similarity_grid``; origin bottom-left."""
+    grid = np.asarray(grid, dtype=float)
+    if grid.ndim != 2:
+        raise ValueError(f"grid must be 2-D, got shape {grid.shape}")
+    fig = Figure(figsize=(5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(grid, origin="lower", vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto",
+                      extent=(0.5, grid.shape[1] + 0.5, 0.5, grid.shape[0] + 0.5))
+    fig.colorbar(image, ax=ax, label="phi")
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    return fig
