@@ -50,7 +50,7 @@ def test_cli_demo_runs_and_prints_a_spectrum():
     result = subprocess.run([sys.executable, "-m", "ranklab.cli", "demo", "--steps", "200"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "sigma_1" in result.stdout and "lora: 1 modules wrapped" in result.stdout
+    assert "sigma_1" in result.stdout and "ranklab lora: 1,024 adapter params" in result.stdout
     planted, learned = re.search(r"sigma_1\s+planted\s+([\d.]+)\s+learned\s+([\d.]+)", result.stdout).groups()
     assert abs(float(planted) - float(learned)) < 0.05 * float(planted)  # the adapter found the planted update
 

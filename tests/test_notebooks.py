@@ -1,0 +1,36 @@
+"""Every notebook runs top to bottom in smoke mode, is stored without outputs, and its
+.ipynb matches its jupytext (py:percent) source."""
+from pathlib import Path
+
+import jupytext
+import nbformat
+import papermill
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 2
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_is_stored_without_outputs_and_matches_its_source(path):
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{path.name} holds outputs"
+    parameters = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(parameters) == 1 and "smoke = False" in parameters[0].source
+    source = jupytext.read(path.with_suffix(".py"))
+    code = lambda nb: [c.source for c in nb.cells if c.cell_type == "code"]  # noqa: E731
+    assert code(notebook) == code(source), f"run `jupytext --sync {path.with_suffix('.py').name}`"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_smoke_mode(path, tmp_path):
+    papermill.execute_notebook(
+        str(path), str(tmp_path / path.name), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
+        parameters={"smoke": True, "seed": 0, "output_dir": str(tmp_path / "outputs")},
+    )
+    assert list((tmp_path / "outputs").glob("*.png")), "the notebook saved no figure"
