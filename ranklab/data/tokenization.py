@@ -1,0 +1,38 @@
+"""Tokenisation of a task's DatasetDict and dynamic-padding collation."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from datasets import DatasetDict
+from transformers import DataCollatorWithPadding
+
+from .tasks import TaskSpec, get_task
+
+
+def tokenize_task(dataset_dict: DatasetDict, tokenizer: Any, spec: str | TaskSpec,
+                  max_length: int = 128) -> DatasetDict:
+    """input_ids / attention_mask (/ token_type_ids) / labels; sequences truncated to ``max_length``,
+    not padded (pad per batch with ``make_collator``)."""
+    spec = get_task(spec)
+    if max_length < 8:
+        raise ValueError(f"max_length must be at least 8, got {max_length}")
+    fields = spec.text_fields
+
+    def encode(batch: dict[str, list]) -> dict[str, list]:
+        encoded = tokenizer(*[batch[f] for f in fields], truncation=True, max_length=max_length)
+        encoded["labels"] = batch["label"]
+        return dict(encoded)
+
+    out = {}
+    for split, ds in dataset_dict.items():
+        missing = [c for c in (*fields, "label") if c not in ds.column_names]
+        if missing:
+            raise ValueError(f"split {split!r} lacks columns {missing} needed by task {spec.name!r}")
+        out[split] = ds.map(encode, batched=True, remove_columns=ds.column_names,
+                            desc=f"tokenize {spec.name}/{split}")
+    return DatasetDict(out)
+
+
+def make_collator(tokenizer: Any, pad_to_multiple_of: int | None = None) -> Callable[[list[dict]], dict]:
+    """Pads each batch to its longest sequence and returns torch tensors."""
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=pad_to_multiple_of, return_tensors="pt")

@@ -1,0 +1,72 @@
+"""Named backbones: tiny-random, embedded MiniLM, hub errors; tokenisation and collation on them."""
+import time
+
+import pytest
+import torch
+from datasets import Dataset, DatasetDict
+
+from ranklab import backbones
+from ranklab.backbones import available_backbones, backbone_info, load_backbone
+from ranklab.data import HubUnreachableError, get_task, make_collator, tokenize_task
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_backbone("tiny-random", 2)
+
+
+def test_names_and_unknown():
+    assert available_backbones() == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random"]
+    with pytest.raises(ValueError, match="valid backbones: roberta-base, roberta-large, minilm-l6, tiny-random"):
+        load_backbone("bert-base", 2)
+    with pytest.raises(ValueError, match="num_labels"):
+        load_backbone("tiny-random", 0)
+
+
+def test_tiny_random_is_fast_seeded_and_runs_pairs(tiny):
+    start = time.perf_counter()
+    model, tokenizer = load_backbone("tiny-random", 1)
+    assert time.perf_counter() - start < 1.0
+    assert model.config.problem_type == "regression" and model.config.hidden_size == 32
+    again, _ = load_backbone("tiny-random", 1)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters()))
+    batch = tokenizer(["a good film", "bad"], ["yes", "no it was not"], padding=True, return_tensors="pt")
+    out = model(**batch, labels=torch.tensor([0.5, -1.0]))
+    assert out.logits.shape == (2, 1) and out.loss.item() > 0
+    assert any(name.endswith("attention.self.query") for name, _ in tiny[0].named_modules())
+
+
+def test_minilm_loads_offline_with_a_fresh_head():
+    model, tokenizer = load_backbone("minilm-l6", 3)
+    assert type(model).__name__ == "BertForSequenceClassification"
+    assert model.classifier.out_features == 3 and model.config.num_hidden_layers == 6
+    assert sum(p.numel() for p in model.bert.parameters()) == pytest.approx(22.7e6, rel=0.01)
+    info = backbone_info("minilm-l6")
+    assert info["offline_now"] and info["hidden_size"] == 384
+
+
+def test_hub_backbone_without_hub_says_so(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(backbones, "_offline_now", lambda spec: False)
+    with pytest.raises(HubUnreachableError, match="offline tasks .*`minilm-l6`"):
+        load_backbone("roberta-base", 2)
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(backbones, "hub_reachable", lambda: False)
+    with pytest.raises(HubUnreachableError, match="cannot be reached"):
+        load_backbone("roberta-large", 2, offline_ok=False)
+
+
+def test_tokenize_and_collate(tiny):
+    _, tokenizer = tiny
+    data = DatasetDict(train=Dataset.from_dict({"sentence1": ["a b c d e f g h i j", "x"],
+                                                "sentence2": ["y", "z z"], "label": [1, 0]}))
+    tokens = tokenize_task(data, tokenizer, get_task("rte"), max_length=8)
+    row = tokens["train"][0]
+    assert set(tokens["train"].column_names) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
+    assert len(row["input_ids"]) == 8 and row["labels"] == 1  # truncated to max_length
+    batch = make_collator(tokenizer)([tokens["train"][i] for i in range(2)])
+    assert batch["input_ids"].shape == (2, 8) and batch["attention_mask"][1].sum() < 8
+    assert batch["labels"].tolist() == [1, 0]
+    with pytest.raises(ValueError, match="lacks columns"):
+        tokenize_task(data, tokenizer, "sst2")
