@@ -9,6 +9,8 @@ import sys
 COMMAND_MODULES = [
     "ranklab.demo",
     "ranklab.data.commands",
+    "ranklab.train.commands",
+    "ranklab.experiments.commands",
 ]
 
 

@@ -1,0 +1,137 @@
+"""AdaLoRA baseline through PEFT (not rewritten): build, regularise, allocate, record ranks.
+
+PEFT's AdaLoRA needs three things users often forget (peft#1801): ``total_step`` fixed before
+training, ``update_and_allocate(step)`` after every optimizer step, and the orthogonal
+regulariser (PEFT adds it only when the model computes the loss itself; our trainer computes
+the loss, so it adds ``orth_loss`` explicitly).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+ADAPTER_NAME = "default"
+
+
+@dataclass
+class AdaLoraOptions:
+    init_r: int = 12
+    target_r: int = 8
+    alpha: float = 16.0
+    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
+    dropout: float = 0.0
+    tinit_ratio: float = 0.1  # share of total steps before the budget starts shrinking
+    tfinal_ratio: float = 0.2  # share of total steps at the final budget (no reallocation)
+    delta_t: int = 1  # steps between reallocations
+    orth_reg_weight: float = 0.5
+    beta1: float = 0.85
+    beta2: float = 0.85
+
+    method = "adalora"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, str):
+            self.target_modules = [t.strip() for t in self.target_modules.split(",") if t.strip()]
+        if not 1 <= self.target_r <= self.init_r:
+            raise ValueError(f"need 1 <= target_r <= init_r, got target_r={self.target_r}, init_r={self.init_r}")
+        if not (0 <= self.tinit_ratio and 0 <= self.tfinal_ratio and self.tinit_ratio + self.tfinal_ratio < 1):
+            raise ValueError("tinit_ratio and tfinal_ratio must be >= 0 with a sum below 1")
+        if self.delta_t < 1 or self.orth_reg_weight < 0 or self.alpha <= 0:
+            raise ValueError("delta_t must be >= 1, orth_reg_weight >= 0 and alpha > 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "AdaLoraOptions":
+        data = {k: v for k, v in data.items() if k != "method"}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown adalora options {unknown}; valid keys: {sorted(names)}")
+        return cls(**data)
+
+    def schedule(self, total_steps: int) -> tuple[int, int]:
+        """(tinit, tfinal) in steps, leaving at least one budgeting step."""
+        tinit, tfinal = int(self.tinit_ratio * total_steps), int(self.tfinal_ratio * total_steps)
+        if tinit >= total_steps - tfinal:
+            raise ValueError(f"{total_steps} steps are too few for AdaLoRA's schedule; train longer")
+        return tinit, tfinal
+
+
+def build_adalora(model: nn.Module, options: AdaLoraOptions, total_steps: int, head_module: str) -> nn.Module:
+    """Wrap ``model`` with PEFT AdaLoRA whose budget schedule spans ``total_steps``."""
+    from peft import AdaLoraConfig, get_peft_model
+
+    tinit, tfinal = options.schedule(total_steps)
+    config = AdaLoraConfig(
+        init_r=options.init_r, target_r=options.target_r, lora_alpha=options.alpha,
+        target_modules=list(options.target_modules), lora_dropout=options.dropout,
+        tinit=tinit, tfinal=tfinal, deltaT=options.delta_t, total_step=total_steps,
+        orth_reg_weight=options.orth_reg_weight, beta1=options.beta1, beta2=options.beta2,
+        modules_to_save=[head_module],
+    )
+    return get_peft_model(model, config)
+
+
+def is_adalora(model: nn.Module) -> bool:
+    return hasattr(getattr(model, "base_model", None), "rankallocator")
+
+
+def orth_loss(model: nn.Module) -> torch.Tensor:
+    """PEFT's orthogonal regulariser times its weight (same formula as AdaLoraModel.forward)."""
+    weight = model.peft_config[ADAPTER_NAME].orth_reg_weight
+    terms = []
+    for name, p in model.base_model.model.named_parameters():
+        if ("lora_A" in name or "lora_B" in name) and ADAPTER_NAME in name:
+            cov = p @ p.T if "lora_A" in name else p.T @ p
+            terms.append(torch.norm(cov - torch.eye(*cov.shape, device=cov.device, dtype=cov.dtype), p="fro"))
+    if not terms:
+        return torch.zeros(())
+    return weight * torch.stack(terms).mean()
+
+
+def rank_pattern(model: nn.Module) -> dict[str, int]:
+    """Current rank of every adapted module (PEFT's allocation, or init_r before the first one)."""
+    config = model.peft_config[ADAPTER_NAME]
+    if config.rank_pattern:  # keys end in .lora_E.default (.lora_E after a PEFT save)
+        return {_module_name(name): int(sum(mask)) for name, mask in config.rank_pattern.items()}
+    return {_module_name(name): int(p.shape[0]) for name, p in model.named_parameters() if ".lora_E." in name}
+
+
+def _module_name(key: str) -> str:
+    return key.replace("base_model.model.", "").split(".lora_E", 1)[0]
+
+
+def rank_snapshot(model: nn.Module, step: int) -> dict[str, Any]:
+    per_module = rank_pattern(model)
+    return {"step": step, "total": sum(per_module.values()), "per_module": per_module}
+
+
+def param_counts(model: nn.Module) -> dict[str, int]:
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    adapter = sum(p.numel() for n, p in trainable if "lora_" in n)
+    head = sum(p.numel() for n, p in trainable if "lora_" not in n)
+    return {"adapter_params": adapter, "head_params": head, "trainable_params": adapter + head,
+            "total_params": sum(p.numel() for p in model.parameters())}
+
+
+def allocator_state(model: nn.Module) -> dict[str, Any]:
+    """What update_and_allocate remembers between steps (needed for an exact resume)."""
+    allocator = model.base_model.rankallocator
+    return {
+        "ipt": dict(allocator.ipt), "exp_avg_ipt": dict(allocator.exp_avg_ipt),
+        "exp_avg_unc": dict(allocator.exp_avg_unc),
+        "rank_pattern": model.peft_config[ADAPTER_NAME].rank_pattern,
+    }
+
+
+def load_allocator_state(model: nn.Module, state: dict[str, Any]) -> None:
+    allocator = model.base_model.rankallocator
+    allocator.ipt, allocator.exp_avg_ipt = dict(state["ipt"]), dict(state["exp_avg_ipt"])
+    allocator.exp_avg_unc = dict(state["exp_avg_unc"])
+    model.peft_config[ADAPTER_NAME].rank_pattern = state["rank_pattern"]

@@ -1,0 +1,72 @@
+"""Checkpoints: trainable weights, optimizer, scheduler, RNG states and loop position in one file.
+
+Only what training changes is stored (adapters, heads, AdaLoRA's allocator); the frozen base
+comes from the backbone again on resume.  Written to a temp file and moved into place.
+"""
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..attach import adapter_layers
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Trainable parameters plus adapter buffers, detached copies on CPU."""
+    state = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    for layer_name, layer in adapter_layers(model).items():
+        for name, buffer in layer.named_buffers():
+            if not name.startswith("base."):
+                state[f"{layer_name}.{name}"] = buffer
+    return {k: v.detach().cpu().clone() for k, v in state.items()}
+
+
+def load_trainable_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected:
+        raise ValueError(f"checkpoint does not fit this model; unexpected keys e.g. {unexpected[:3]}")
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_NAME}.", dir=folder)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, folder / CHECKPOINT_NAME)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return folder / CHECKPOINT_NAME
+
+
+def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any] | None:
+    path = Path(folder) / CHECKPOINT_NAME
+    if not path.is_file():
+        return None
+    return torch.load(path, weights_only=False)  # our own file: it holds RNG tuples and dicts

@@ -1,0 +1,124 @@
+"""TrainConfig: everything a run needs, shared by the Python API and `ranklab train`."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+ADALORA = "adalora"  # PEFT's AdaLoRA; not a ranklab registry method
+SAMPLING = ("proportional", "uniform", "temperature")
+PRECISIONS = ("no", "fp16", "bf16")
+# Options that change how a run is executed, not what it computes (ignored when resuming).
+RUN_OPTIONS = ("resume", "overwrite", "quiet", "output")
+
+
+def known_methods() -> list[str]:
+    from ..adapters import available_methods
+
+    return sorted(set(available_methods()) | {ADALORA})
+
+
+@dataclass
+class TrainConfig:
+    """One training run: method + options, task(s), backbone, optimisation and output."""
+
+    method: str = "lora"
+    adapter: dict[str, Any] = field(default_factory=dict, metadata={"help": "Method options (r, alpha, a, b, ...)."})
+    tasks: list[str] = field(default_factory=lambda: ["movie"])
+    backbone: str = "minilm-l6"
+    epochs: int = 3
+    max_steps: int | None = None  # overrides epochs when set
+    lr: float = 5e-4
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    max_length: int = 128
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    max_grad_norm: float | None = 1.0
+    eval_every: int = 0  # 0: evaluate at the end of every epoch
+    patience: int | None = None  # early stop after this many evals without improvement
+    seed: int = 0
+    max_train: int | None = None  # cap on training examples per task
+    max_eval: int | None = None  # cap on validation/test examples per task
+    sampling: str = "proportional"
+    temperature: float = 2.0
+    mixed_precision: str = "no"
+    head_module: str = "classifier"
+    eval_test: bool = True  # evaluate the best model on the test split at the end
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    output: str | None = None  # run folder; None writes nothing
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tasks, str):
+            self.tasks = [t.strip() for t in self.tasks.split(",") if t.strip()]
+        self.tasks = list(self.tasks)
+        if not self.tasks:
+            raise ValueError("tasks is empty: give at least one task name")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ValueError(f"tasks repeat a name: {self.tasks}")
+        if self.method not in known_methods():
+            raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(known_methods())}")
+        self.adapter = dict(self.adapter)
+        for name in ("output", "data_dir", "cache_dir"):  # plain strings keep the config JSON-ready
+            if getattr(self, name) is not None:
+                setattr(self, name, str(getattr(self, name)))
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_length"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("max_steps", "max_train", "max_eval", "patience"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1 or None, got {value}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0 = every epoch), got {self.eval_every}")
+        if self.sampling not in SAMPLING:
+            raise ValueError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        if self.resume and self.overwrite:
+            raise ValueError("resume and overwrite exclude each other")
+        self.adapter_config()  # validate method options now, not after loading a model
+
+    @property
+    def multi_task(self) -> bool:
+        return len(self.tasks) > 1
+
+    def adapter_config(self) -> Any:
+        """The ranklab AdapterConfig (or AdaLoraOptions) these options describe."""
+        if self.method == ADALORA:
+            from .adalora import AdaLoraOptions
+
+            return AdaLoraOptions.from_dict(self.adapter)
+        from ..adapters import get_method, make_config
+
+        config_class, _ = get_method(self.method)
+        fields = {f.name for f in dataclasses.fields(config_class)}
+        options = dict(self.adapter)
+        options.setdefault("modules_to_save", [self.head_module])
+        if "n_tasks" in fields:  # multi-task methods size their task tables from the run
+            options.setdefault("n_tasks", len(self.tasks))
+        return make_config(self.method, **options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown TrainConfig keys {unknown}; valid keys: {sorted(names)}")
+        return cls(**data)
+
+    def same_run(self, other: "TrainConfig") -> list[str]:
+        """Names of fields (other than run options) that differ: a resume must match."""
+        mine, theirs = self.to_dict(), other.to_dict()
+        return [k for k in mine if k not in RUN_OPTIONS and mine[k] != theirs[k]]

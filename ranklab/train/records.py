@@ -1,0 +1,94 @@
+"""Results records: one JSON file per run, written atomically; a table over many runs."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterable
+
+RECORD_NAME = "record.json"
+RECORD_FORMAT = "ranklab-run/1"
+PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets")
+
+
+def package_versions() -> dict[str, str]:
+    from .. import __version__
+
+    versions = {"ranklab": __version__}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON to a temp file beside ``path`` and move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2, default=float)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_record(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if path.is_dir():
+        path = path / RECORD_NAME
+    record = json.loads(path.read_text())
+    if record.get("format") != RECORD_FORMAT:
+        raise ValueError(f"{path} is not a ranklab results record")
+    return record
+
+
+def find_records(root: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
+    """Every record under ``root`` (recursively), sorted by folder."""
+    root = Path(root)
+    if not root.exists():
+        raise ValueError(f"no such folder: {root}")
+    found = []
+    for path in sorted(root.rglob(RECORD_NAME)):
+        try:
+            found.append((path.parent, load_record(path)))
+        except (ValueError, json.JSONDecodeError):
+            continue  # a foreign or half-written file is not a run
+    return found
+
+
+def _row(folder: Path | None, record: dict[str, Any]) -> dict[str, Any]:
+    best = record.get("best") or {}
+    row = {
+        "run": folder.name if folder is not None else "",
+        "method": record["method"], "backbone": record["backbone"], "tasks": ",".join(record["tasks"]),
+        "seed": record["seed"], "status": record.get("status", ""), "steps": record.get("steps"),
+        "adapter_params": record["params"]["adapter_params"], "head_params": record["params"]["head_params"],
+        "best_score": best.get("score"), "best_step": best.get("step"),
+    }
+    for task, metrics in (best.get("metrics") or {}).items():
+        main = record["main_metrics"][task]
+        row[f"{task}/{main}"] = metrics.get(main)
+    for task, metrics in (record.get("test") or {}).items():
+        main = record["main_metrics"][task]
+        row[f"test {task}/{main}"] = metrics.get(main)
+    row["wall_time_s"] = round(record.get("wall_time_s", 0.0), 1)
+    return row
+
+
+def results_table(source: str | os.PathLike | Iterable[dict[str, Any]]) -> Any:
+    """A pandas DataFrame with one row per run: a folder (searched recursively) or records."""
+    import pandas as pd
+
+    if isinstance(source, (str, os.PathLike)):
+        pairs = find_records(source)
+    else:
+        pairs = [(None, record) for record in source]
+    return pd.DataFrame([_row(folder, record) for folder, record in pairs])

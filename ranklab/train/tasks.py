@@ -1,0 +1,96 @@
+"""What the trainer needs from a task, and the deterministic batch plan of each epoch.
+
+``TaskData`` holds tokenised splits (anything indexable giving dicts with input_ids,
+attention_mask and label) plus how to score predictions.  ``prepare_tasks`` builds them from
+task names through ``ranklab.data``; tests build them from synthetic lists.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+MODEL_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+LABEL_KEYS = ("label", "labels")
+
+
+@dataclass
+class TaskData:
+    name: str
+    num_labels: int  # 1 = regression
+    main_metric: str
+    train: Sequence[dict[str, Any]]
+    validation: Sequence[dict[str, Any]]
+    test: Sequence[dict[str, Any]] | None = None
+    spec: Any = None  # ranklab.data TaskSpec when built from a name
+    metrics_fn: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None
+
+    @property
+    def is_regression(self) -> bool:
+        return self.num_labels == 1
+
+    def compute_metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+        if self.metrics_fn is not None:
+            return self.metrics_fn(predictions, labels)
+        from ..data import compute_metrics
+
+        return compute_metrics(self.spec if self.spec is not None else self.name, predictions, labels)
+
+
+def _cap(splits: Any, names: Sequence[str], limit: int | None, seed: int) -> dict[str, Any]:
+    """Seeded subsample (original order kept) of the named splits present, at most ``limit`` rows."""
+    from datasets import DatasetDict
+
+    from ..data import subsample
+
+    present = DatasetDict({n: splits[n] for n in names if n in splits})
+    return dict(subsample(present, limit, seed) if limit is not None else present)
+
+
+def prepare_tasks(config: Any, tokenizer: Any) -> tuple[list[TaskData], Callable]:
+    """Load, cap and tokenise every task of ``config`` with ranklab.data; returns (tasks, collator)."""
+    from datasets import DatasetDict
+
+    from ..data import get_task, load_task, make_collator, tokenize_task
+
+    tasks = []
+    for name in config.tasks:
+        spec = get_task(name)
+        splits = load_task(name, cache_dir=config.cache_dir, seed=config.seed, data_dir=config.data_dir)
+        capped = {**_cap(splits, ["train"], config.max_train, config.seed),
+                  **_cap(splits, ["validation", "test"], config.max_eval, config.seed)}
+        tokenized = tokenize_task(DatasetDict(capped), tokenizer, spec, max_length=config.max_length)
+        tasks.append(TaskData(
+            name=spec.name, num_labels=spec.num_labels, main_metric=spec.main_metric,
+            train=tokenized["train"], validation=tokenized["validation"],
+            test=tokenized["test"] if "test" in tokenized else None, spec=spec,
+        ))
+    return tasks, make_collator(tokenizer)
+
+
+def collate(rows: list[dict[str, Any]], collator: Callable | None, regression: bool) -> tuple[dict, torch.Tensor]:
+    """(model inputs, labels) for one batch; keeps only what the model and the loss need."""
+    rows = [{k: v for k, v in row.items() if k in MODEL_KEYS or k in LABEL_KEYS} for row in rows]
+    batch = collator(rows) if collator is not None else {
+        k: torch.as_tensor([row[k] for row in rows]) for k in rows[0]
+    }
+    labels = batch["labels"] if "labels" in batch else batch["label"]
+    labels = torch.as_tensor(labels)
+    labels = labels.float() if regression else labels.long()
+    return {k: v for k, v in batch.items() if k in MODEL_KEYS}, labels
+
+
+def epoch_plan(sizes: Sequence[int], config: Any, epoch: int) -> list[tuple[int, list[int]]]:
+    """Batches of one epoch as (task id, example indices); fixed by (seed, epoch) alone."""
+    seed = config.seed * 10_007 + epoch  # distinct, reproducible stream per epoch
+    if len(sizes) == 1:
+        order = torch.randperm(sizes[0], generator=torch.Generator().manual_seed(seed)).tolist()
+        return [(0, order[i:i + config.batch_size]) for i in range(0, sizes[0], config.batch_size)]
+    from ..data import MultiTaskSampler
+
+    sampler = MultiTaskSampler(list(sizes), config.batch_size, strategy=config.sampling,
+                               temperature=config.temperature, seed=config.seed)
+    sampler.set_epoch(epoch)  # its own numpy generator: training RNG is untouched
+    return [(int(t), [int(i) for i in idx]) for t, idx in sampler]

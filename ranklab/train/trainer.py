@@ -1,0 +1,285 @@
+"""One trainer for single- and multi-task runs, on Hugging Face Accelerate.
+
+Each batch holds one task; its forward runs inside ``ranklab.use_task(t)`` so routers and the
+per-task heads see the task.  Evaluation (every epoch or every N steps) picks the best model on
+the mean of the tasks' main metrics, saves a checkpoint, and may stop early.  A run folder holds
+``record.json``, ``checkpoint.pt`` (last eval) and ``adapter/`` (best weights).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from accelerate.utils import send_to_device
+
+from ..context import use_task
+from . import adalora
+from .checkpoint import (CHECKPOINT_NAME, load_checkpoint, load_trainable_state, rng_state, save_checkpoint,
+                         set_rng_state, trainable_state)
+from .config import TrainConfig
+from .evaluation import evaluate_tasks
+from .records import RECORD_FORMAT, RECORD_NAME, package_versions, write_json_atomic
+from .setup import extra_loss, optimizer_groups, save_weights, setup_model, task_loss
+from .tasks import TaskData, collate, epoch_plan, prepare_tasks
+
+Callback = Callable[[int, nn.Module], Any]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run stopped and its last good checkpoint remains."""
+
+
+@dataclass
+class RunResult:
+    record: dict[str, Any]
+    model: nn.Module
+    tasks: list[TaskData]
+    output: Path | None
+    collator: Callable | None = None  # batches the tasks' rows (for further evaluation or probing)
+
+    @property
+    def best(self) -> dict[str, Any]:
+        return self.record["best"]
+
+
+def train(config: TrainConfig, *, tasks: Sequence[TaskData] | None = None,
+          model_fn: Callable[[int], nn.Module] | None = None, collator: Callable | None = None,
+          callbacks: Sequence[Callback] = ()) -> RunResult:
+    """Run ``config``.  By default tasks and backbone come from their names (ranklab.data and
+    ranklab.backbones); tests and notebooks may pass prepared ``tasks`` and ``model_fn(num_labels)``.
+    Callbacks are called as ``callback(step, model)`` after every optimizer step."""
+    from accelerate.utils import set_seed
+
+    set_seed(config.seed)
+    if tasks is None:
+        from ..backbones import load_backbone
+        from ..data import get_task
+
+        model, tokenizer = load_backbone(config.backbone, get_task(config.tasks[0]).num_labels, seed=config.seed)
+        tasks, collator = prepare_tasks(config, tokenizer)
+    else:
+        if model_fn is None:
+            raise ValueError("give model_fn(num_labels) together with tasks")
+        if [t.name for t in tasks] != list(config.tasks):
+            raise ValueError(f"tasks {[t.name for t in tasks]} differ from config.tasks {config.tasks}")
+        model = model_fn(tasks[0].num_labels)
+    return Trainer(config, model, list(tasks), collator, callbacks).fit()
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, model: nn.Module, tasks: list[TaskData],
+                 collator: Callable | None = None, callbacks: Sequence[Callback] = ()) -> None:
+        from accelerate import Accelerator
+        from transformers import get_linear_schedule_with_warmup
+
+        self.config, self.tasks, self.collator, self.callbacks = config, tasks, collator, list(callbacks)
+        self.output = Path(config.output) if config.output else None
+        self._check_output()
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
+        self.sizes = [len(t.train) for t in tasks]
+        self.steps_per_epoch = len(self._plan(0))
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        model, adapter_config, params = setup_model(model, config, [t.num_labels for t in tasks], self.total_steps)
+        optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.lr)
+        warmup = int(config.warmup_ratio * self.total_steps)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, warmup, self.total_steps * self.accelerator.num_processes)  # accelerate steps it per process
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.is_adalora = adalora.is_adalora(self.unwrapped)
+        self.step, self.bad_evals, self.stopped_early, self.elapsed = 0, 0, False, 0.0
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.loss_sum, self.loss_count = 0.0, 0
+        self.record = self._new_record(adapter_config, params)
+
+    # --- set-up -----------------------------------------------------------------------------
+    @property
+    def unwrapped(self) -> nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    def _check_output(self) -> None:
+        if self.output is None:
+            if self.config.resume:
+                raise ValueError("resume needs an output folder")
+            return
+        ours = [self.output / CHECKPOINT_NAME, self.output / RECORD_NAME]
+        if any(p.exists() for p in ours) and not (self.config.resume or self.config.overwrite):
+            raise ValueError(f"{self.output} already holds a run; pass resume (--resume) to continue it "
+                             "or overwrite (--overwrite) to start again")
+        if self.config.overwrite:
+            for path in ours:
+                path.unlink(missing_ok=True)
+            shutil.rmtree(self.output / "adapter", ignore_errors=True)
+
+    def _plan(self, epoch: int) -> list[tuple[int, list[int]]]:
+        plan = epoch_plan(self.sizes, self.config, epoch)
+        with self.accelerator.split_between_processes(plan, apply_padding=True) as mine:
+            return list(mine)
+
+    def _new_record(self, adapter_config: dict[str, Any], params: dict[str, int]) -> dict[str, Any]:
+        c = self.config
+        return {
+            "format": RECORD_FORMAT, "status": "running", "method": c.method, "adapter_config": adapter_config,
+            "config": c.to_dict(), "backbone": c.backbone, "tasks": [t.name for t in self.tasks], "seed": c.seed,
+            "main_metrics": {t.name: t.main_metric for t in self.tasks},
+            "train_sizes": dict(zip([t.name for t in self.tasks], self.sizes)),
+            "params": params, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+            "evals": [], "best": None, "test": None, "rank_history": [], "steps": 0,
+            "stopped_early": False, "wall_time_s": 0.0, "versions": package_versions(),
+        }
+
+    # --- one step ---------------------------------------------------------------------------
+    def _train_step(self, task_id: int, indices: list[int]) -> float:
+        task = self.tasks[task_id]
+        inputs, labels = collate([task.train[i] for i in indices], self.collator, task.is_regression)
+        inputs, labels = send_to_device(inputs, self.accelerator.device), labels.to(self.accelerator.device)
+        with use_task(task_id):
+            logits = self.model(**inputs).logits
+            loss = task_loss(logits, labels, task.is_regression)
+            extra = extra_loss(self.unwrapped)
+            if extra is not None:
+                loss = loss + extra
+        if not torch.isfinite(loss.detach()):
+            where = f" (last good checkpoint: {self.output / CHECKPOINT_NAME})" if self.output else ""
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at step {self.step + 1} on task {task.name!r}; stopping{where}. "
+                "Lower the learning rate or enable gradient clipping (max_grad_norm).")
+        self.accelerator.backward(loss)
+        if self.config.max_grad_norm:
+            self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        if self.is_adalora:  # after backward and step, before zero_grad (peft#1801)
+            self.unwrapped.base_model.update_and_allocate(self.step + 1)
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    # --- evaluation -------------------------------------------------------------------------
+    def evaluate(self, split: str = "validation") -> dict[str, dict[str, float]]:
+        """Metrics per task on ``split`` (tasks without that split are left out)."""
+        return evaluate_tasks(self.model, self.tasks, self.collator, split, self.config.eval_batch_size,
+                              self.accelerator.device)
+
+    def _score(self, metrics: dict[str, dict[str, float]]) -> float:
+        return float(np.mean([metrics[t.name][t.main_metric] for t in self.tasks]))
+
+    def _eval_and_checkpoint(self, position: tuple[int, int]) -> None:
+        metrics = self.evaluate("validation")
+        score = self._score(metrics)
+        entry = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
+                 "train_loss": self.loss_sum / max(self.loss_count, 1), "metrics": metrics, "score": score}
+        if self.is_adalora:
+            snapshot = adalora.rank_snapshot(self.unwrapped, self.step)
+            self.record["rank_history"].append(snapshot)
+            entry["total_rank"] = snapshot["total"]
+        self.record["evals"].append(entry)
+        self.loss_sum, self.loss_count = 0.0, 0
+        best = self.record["best"]
+        if best is None or score > best["score"]:
+            self.record["best"] = {"step": self.step, "score": score, "metrics": metrics}
+            self.best_state = trainable_state(self.unwrapped)
+            self.bad_evals = 0
+        else:
+            self.bad_evals += 1
+        self.stopped_early = self.config.patience is not None and self.bad_evals >= self.config.patience
+        self._save_checkpoint(position)
+        self.bar.set_postfix(loss=f"{entry['train_loss']:.4f}", score=f"{score:.4f}")
+
+    # --- checkpoints ------------------------------------------------------------------------
+    def _save_checkpoint(self, position: tuple[int, int]) -> None:
+        if self.output is None or not self.accelerator.is_main_process:
+            return
+        self.record["steps"], self.record["wall_time_s"] = self.step, self._wall_time()
+        state = {
+            "config": self.config.to_dict(), "step": self.step, "position": position,
+            "trainable": trainable_state(self.unwrapped), "best_state": self.best_state,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(), "record": self.record, "bad_evals": self.bad_evals,
+            "stopped_early": self.stopped_early, "elapsed": self._wall_time(),
+            "allocator": adalora.allocator_state(self.unwrapped) if self.is_adalora else None,
+        }
+        save_checkpoint(self.output, state)
+        write_json_atomic(self.output / RECORD_NAME, self.record)
+
+    def _resume(self) -> tuple[int, int]:
+        state = load_checkpoint(self.output) if self.config.resume else None
+        if state is None:
+            return 0, 0
+        differ = self.config.same_run(TrainConfig.from_dict(state["config"]))
+        if differ:
+            raise ValueError(f"cannot resume: the checkpoint's config differs in {differ}")
+        load_trainable_state(self.unwrapped, state["trainable"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["allocator"] is not None:
+            adalora.load_allocator_state(self.unwrapped, state["allocator"])
+        self.step, self.best_state, self.record = state["step"], state["best_state"], state["record"]
+        self.bad_evals, self.stopped_early, self.elapsed = state["bad_evals"], state["stopped_early"], state["elapsed"]
+        set_rng_state(state["rng"])
+        return tuple(state["position"])
+
+    def _wall_time(self) -> float:
+        return self.elapsed + (time.perf_counter() - self.started)
+
+    # --- the loop ---------------------------------------------------------------------------
+    def fit(self) -> RunResult:
+        from tqdm.auto import tqdm
+
+        self.started = time.perf_counter()
+        epoch, skip = self._resume()
+        if self.is_adalora and not self.record["rank_history"]:  # the starting budget, for plots
+            self.record["rank_history"].append(adalora.rank_snapshot(self.unwrapped, 0))
+        quiet = self.config.quiet or not self.accelerator.is_local_main_process
+        self.bar = tqdm(total=self.total_steps, initial=self.step, disable=quiet, dynamic_ncols=True,
+                        desc=f"{self.config.method} {','.join(self.config.tasks)}")
+        self.model.train()
+        with self.bar:
+            while self.step < self.total_steps and not self.stopped_early:
+                self._run_epoch(epoch, skip)
+                epoch, skip = epoch + 1, 0
+            if not self.record["evals"] or self.record["evals"][-1]["step"] != self.step:
+                self._eval_and_checkpoint((epoch, skip))
+        return self._finish()
+
+    def _run_epoch(self, epoch: int, skip: int) -> None:
+        plan = self._plan(epoch)
+        every = self.config.eval_every
+        for b in range(skip, len(plan)):
+            loss = self._train_step(*plan[b])
+            self.step += 1
+            self.loss_sum, self.loss_count = self.loss_sum + loss, self.loss_count + 1
+            self.bar.update(1)
+            if self.step % 10 == 0:
+                self.bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}")
+            for callback in self.callbacks:
+                callback(self.step, self.unwrapped)
+            last_in_epoch = b + 1 == len(plan)
+            position = (epoch + 1, 0) if last_in_epoch else (epoch, b + 1)
+            if (every and self.step % every == 0) or (not every and last_in_epoch) or self.step == self.total_steps:
+                self._eval_and_checkpoint(position)
+            if self.step >= self.total_steps or self.stopped_early:
+                return
+
+    def _finish(self) -> RunResult:
+        model = self.unwrapped
+        if self.best_state is not None:
+            load_trainable_state(model, self.best_state)
+        record = self.record
+        if self.config.eval_test and any(t.test is not None for t in self.tasks):
+            record["test"] = self.evaluate("test")
+        record.update(status="completed", steps=self.step, stopped_early=self.stopped_early,
+                      wall_time_s=self._wall_time())
+        if self.output is not None and self.accelerator.is_main_process:
+            save_weights(model, self.output / "adapter", extra={"tasks": record["tasks"], "best": record["best"]})
+            record["adapter_path"] = "adapter"
+            write_json_atomic(self.output / RECORD_NAME, record)
+        self.accelerator.free_memory()
+        return RunResult(record=record, model=model.eval(), tasks=self.tasks, output=self.output,
+                         collator=self.collator)
+

@@ -1,0 +1,151 @@
+"""Trainer: learns, repeats itself with a seed, resumes exactly, stops on NaN, runs multi-task."""
+import json
+
+import pytest
+import torch
+
+import ranklab
+from ranklab.cli import main
+from ranklab.train import NonFiniteLossError, TrainConfig, results_table, train
+from ranklab.train.checkpoint import load_checkpoint
+from ranklab.train.synthetic import synthetic_rows, synthetic_task, tiny_roberta
+
+
+def run(tmp_path=None, data=None, callbacks=(), model_fn=tiny_roberta, **options):
+    settings = dict(method="lora", adapter={"r": 4}, tasks=["synthetic"], epochs=2, lr=1e-2,
+                    batch_size=16, quiet=True)
+    settings.update(options)
+    if tmp_path is not None:
+        settings["output"] = str(tmp_path)
+    config = TrainConfig(**settings)
+    return train(config, tasks=data or [synthetic_task()], model_fn=model_fn, callbacks=callbacks)
+
+
+def test_learns_a_separable_task_and_writes_its_record(tmp_path):
+    result = run(tmp_path / "lora", epochs=8)
+    scores = [e["score"] for e in result.record["evals"]]
+    assert len(scores) == 8 and scores[0] < 0.7  # starts near chance
+    assert result.best["score"] >= 0.8
+    assert result.record["test"]["synthetic"]["accuracy"] >= 0.75
+    record = json.loads((tmp_path / "lora" / "record.json").read_text())
+    assert record["status"] == "completed" and record["steps"] == 8 * 16 == record["total_steps"]
+    assert record["params"]["adapter_params"] == 2 * 2 * (4 * 32 + 32 * 4)  # 2 layers x (query, value)
+    assert record["params"]["head_params"] > 0 and record["versions"]["ranklab"] == ranklab.__version__
+    # the saved adapter reproduces the best model's logits on a fresh backbone
+    torch.manual_seed(0)
+    fresh = ranklab.load_adapters(tiny_roberta(2), tmp_path / "lora" / "adapter").eval()
+    batch = torch.tensor([row["input_ids"] for row in synthetic_rows(8, seed=5)])
+    result.model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(input_ids=batch).logits, result.model(input_ids=batch).logits)
+
+
+def test_same_seed_same_metrics_other_seed_differs():
+    first, second = run(seed=3), run(seed=3)
+    other = run(seed=4)
+    assert first.record["evals"] == second.record["evals"]
+    assert first.record["evals"] != other.record["evals"]
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_at(step):
+    def callback(current, model):
+        if current == step:
+            raise Crash
+    return callback
+
+
+def test_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    options = dict(method="dylora", adapter={"r_min": 1, "r_max": 4}, max_steps=30, eval_every=10)
+    full = run(tmp_path / "full", **options)
+    with pytest.raises(Crash):
+        run(tmp_path / "crashed", callbacks=[crash_at(25)], **options)
+    assert load_checkpoint(tmp_path / "crashed")["step"] == 20
+    with pytest.raises(ValueError, match="resume"):
+        run(tmp_path / "crashed", **options)
+    resumed = run(tmp_path / "crashed", resume=True, **options)
+    assert resumed.record["evals"] == full.record["evals"]
+    assert resumed.record["best"] == full.record["best"] and resumed.record["test"] == full.record["test"]
+    with pytest.raises(ValueError, match="differs in"):
+        run(tmp_path / "crashed", resume=True, **{**options, "lr": 0.5})
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    calls = {"n": 0}
+
+    def poisoned(num_labels):
+        model = tiny_roberta(num_labels)
+
+        def hook(module, inputs, output):
+            if module.training:
+                calls["n"] += 1
+                if calls["n"] >= 8:
+                    return output * float("nan")
+        model.classifier.register_forward_hook(hook)
+        return model
+
+    with pytest.raises(NonFiniteLossError, match="step 8"):
+        run(tmp_path, model_fn=poisoned, max_steps=20, eval_every=5)
+    state = load_checkpoint(tmp_path)
+    assert state["step"] == 5
+    assert all(torch.isfinite(v).all() for v in state["trainable"].values())
+
+
+def test_multi_task_run_has_per_task_heads_and_metrics(tmp_path):
+    tasks = [synthetic_task("two", 2, signal=0.9, seed=0), synthetic_task("three", 3, n_train=160, signal=0.9, seed=10)]
+    result = run(tmp_path, data=tasks, tasks=["two", "three"], epochs=6, lr=3e-2)
+    heads = result.model.classifier.heads
+    assert [h.out_proj.out_features for h in heads] == [2, 3]
+    last = result.record["evals"][-1]["metrics"]
+    assert set(last) == {"two", "three"} and set(result.record["test"]) == {"two", "three"}
+    assert result.record["steps"] == 6 * (16 + 10)
+    assert result.best["score"] == pytest.approx(
+        (result.best["metrics"]["two"]["accuracy"] + result.best["metrics"]["three"]["accuracy"]) / 2)
+    assert result.best["score"] > 0.65  # mean of 2- and 3-class chance is 0.42
+    assert result.best["metrics"]["two"]["accuracy"] > 0.6 and result.best["metrics"]["three"]["accuracy"] > 0.45
+
+
+def test_bad_configs_name_the_valid_choices():
+    with pytest.raises(ValueError, match="valid methods"):
+        TrainConfig(method="nope")
+    with pytest.raises(ValueError, match="valid keys"):
+        TrainConfig(method="lora", adapter={"a": 4})
+    with pytest.raises(ValueError, match="valid keys"):
+        TrainConfig(method="adalora", adapter={"r": 4})
+
+
+def test_cli_results_table_and_bad_flag_combination(tmp_path, capsys):
+    run(tmp_path / "runs" / "a", epochs=1)
+    run(tmp_path / "runs" / "b", epochs=1, method="emd", adapter={"a": 2, "b": 6})
+    table = results_table(tmp_path / "runs")
+    assert list(table["run"]) == ["a", "b"] and list(table["method"]) == ["lora", "emd"]
+    assert main(["results", str(tmp_path / "runs")]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic/accuracy" in out and "emd" in out
+    assert main(["train", "--method", "lora", "--a", "4", "--task", "movie", "--quiet"]) == 2
+    assert "valid keys" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method, adapter", [
+    ("rank_router", {"r": 4, "contrastive_weight": 0.1}),
+    ("mor", {"r": 4, "n_experts": 2}),
+])
+def test_multi_task_adapters_get_their_task_and_extra_loss(method, adapter, tiny_bert, monkeypatch):
+    _, layer_class = ranklab.get_method(method)
+    seen = []
+    original = layer_class.extra_loss
+
+    def spy(self):
+        seen.append(ranklab.current_task())
+        return original(self)
+    monkeypatch.setattr(layer_class, "extra_loss", spy)
+    tasks = [synthetic_task("two", 2, n_train=32, seed=0), synthetic_task("three", 3, n_train=32, seed=10)]
+    result = run(data=tasks, tasks=["two", "three"], method=method, adapter=adapter, max_steps=6,
+                 model_fn=lambda n: tiny_bert(num_labels=n))
+    assert result.record["adapter_config"]["n_tasks"] == 2  # sized from the run
+    assert set(result.record["evals"][-1]["metrics"]) == {"two", "three"}
+    n_layers = len(ranklab.adapter_layers(result.model))
+    assert len(seen) == 6 * n_layers and set(seen) == {0, 1}  # every step, inside use_task
