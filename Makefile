@@ -1,4 +1,4 @@
-# ranklab: `make run` (set-up + main job), `make test` (set-up + tests).
+# ranklab: `make reproduce` (set-up + main job), `make test` (set-up + tests).
 # Both create or reuse a local virtual environment in $(VENV) and install into it.
 # TORCH_SPEC picks the torch build: plain `torch` by default; CI sets torch==2.13.0 (CPU build).
 PYTHON     ?= python3
@@ -8,7 +8,9 @@ PYTEST_ARGS ?=
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.ranklab-installed
 
-.PHONY: setup run demo test test-slow clean-venv
+SCALE      ?= embedded
+
+.PHONY: setup run reproduce figures demo bench test test-slow clean-venv
 
 setup: $(STAMP)
 
@@ -20,10 +22,21 @@ $(STAMP): pyproject.toml Makefile
 	-$(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null
 	touch $(STAMP)
 
-run: demo
+run: reproduce
+
+# Train every recipe at $(SCALE) (finished runs are skipped), then write figures/ and RESULTS.md.
+reproduce: setup
+	$(BIN)/ranklab reproduce --scale $(SCALE)
+
+# Redraw figures/ from results/ (or from the committed figures/results_summary.json).
+figures: setup
+	$(BIN)/ranklab figures --scale $(SCALE)
 
 demo: setup
 	$(BIN)/ranklab demo
+
+bench: setup
+	$(BIN)/python benchmarks/bench.py --out benchmarks/results.md
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -28,6 +28,7 @@ seed = 0
 output_dir = "outputs"     # where this notebook writes its figures
 
 # %%
+# %matplotlib inline
 from pathlib import Path
 
 import matplotlib.pyplot as plt

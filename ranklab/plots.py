@@ -20,6 +20,8 @@ from .inspect.factors import layer_index, short_module_name
 from .inspect.report import rank_table
 
 FORMATS = ("png", "pdf", "svg")
+# No dates in the files, so the same figure redrawn gives the same bytes (committed figures stay comparable).
+STABLE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}}
 
 
 def save_figure(fig: Figure, path_stem: str | os.PathLike, formats: Sequence[str] = ("png", "pdf"),
@@ -36,7 +38,7 @@ def save_figure(fig: Figure, path_stem: str | os.PathLike, formats: Sequence[str
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
-                fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight")
+                fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight", metadata=STABLE_METADATA[fmt])
             os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -31,6 +31,7 @@ def test_notebook_is_stored_without_outputs_and_matches_its_source(path):
 def test_notebook_runs_in_smoke_mode(path, tmp_path):
     papermill.execute_notebook(
         str(path), str(tmp_path / path.name), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
-        parameters={"smoke": True, "seed": 0, "output_dir": str(tmp_path / "outputs")},
+        parameters={"smoke": True, "seed": 0, "output_dir": str(tmp_path / "outputs"),
+                    "results_dir": str(tmp_path / "results")},  # ignored by notebooks without runs
     )
     assert list((tmp_path / "outputs").glob("*.png")), "the notebook saved no figure"

@@ -1,0 +1,121 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 05 · MoR: Mixture of Ranks
+#
+# MoR (Tang et al., arXiv 2410.13408) shares one LoRA pair A, B among N experts; expert i only
+# adds two scaling vectors: $D_i = s\,\mathrm{diag}(\lambda_{B,i})\,B\,\mathrm{diag}(\lambda_{A,i})\,A$,
+# mixed per token by a softmax router: $\Delta(x) = \sum_i G_i(x)\,D_i x$.
+# The paper computes all experts in one batched pass (the "vector stack"). This notebook shows
+# (1) what that costs in parameters against N full LoRA experts, (2) that the vector stack is
+# exact and faster than a loop, (3) MoR with all λ = 1 is plain LoRA, and (4) the router
+# weights MoR learned per task in the multi-task run.
+
+# %% tags=["parameters"]
+smoke = False
+seed = 0
+output_dir = "outputs"
+results_dir = "../results"
+scale = "embedded"
+
+# %%
+# %matplotlib inline
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import ranklab
+from ranklab.accounting import module_params
+from ranklab.experiments import figures as figs
+from ranklab.experiments.runner import collect, run_recipes
+from ranklab.plots import save_figure
+
+scale = "smoke" if smoke else scale
+output = Path(output_dir)
+output.mkdir(parents=True, exist_ok=True)
+torch.manual_seed(seed)
+
+# %% [markdown]
+# ## 1. Parameters vs experts (the paper's Fig. 5 analogue)
+# Per 384 x 384 module (MiniLM's query/value) and over the 12 adapted modules.
+
+# %%
+for n in (1, 2, 4, 8, 16):
+    mor = sum(module_params("mor", 384, 384, r=8, n_experts=n).values())
+    moe = sum(module_params("moelora", 384, 384, r=8, n_experts=n).values())
+    print(f"N={n:2d}: MoR {mor:7,d} params/module vs MoELoRA {moe:7,d} ({mor / moe:.1%})")
+fig = figs.fig_mor_params({"runs": []})
+save_figure(fig, output / "05_params_vs_experts")
+fig
+
+# %% [markdown]
+# ## 2. The vector stack is exact, and one pass beats a loop over experts
+
+# %%
+d, tokens = (64, 128) if smoke else (384, 512)
+layer = ranklab.get_method("mor")[1](nn.Linear(d, d), ranklab.make_config("mor", n_experts=8, r=32))
+nn.init.normal_(layer.mor_B, std=0.02)
+with torch.no_grad():
+    layer.lambda_A.normal_(1, 0.1)
+    layer.lambda_B.normal_(1, 0.1)
+x = torch.randn(tokens, d)
+
+
+def loop_over_experts(x):
+    gates = torch.softmax(layer.router(x), dim=-1)
+    h = x @ layer.mor_A.T
+    return sum(gates[:, i:i + 1] * (((h * layer.lambda_A[i]) @ layer.mor_B.T) * layer.lambda_B[i])
+               for i in range(8)) * layer.scaling
+
+
+def median_time(fn, repeats=5 if smoke else 20):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+with torch.no_grad():
+    print("max |vector stack - loop| =", float((layer.adapter_output(x) - loop_over_experts(x)).abs().max()))
+    t_stack, t_loop = median_time(layer.adapter_output), median_time(loop_over_experts)
+print(f"forward: loop {t_loop * 1e3:.2f} ms vs vector stack {t_stack * 1e3:.2f} ms -> {t_loop / t_stack:.1f}x")
+
+# %% [markdown]
+# ## 3. With every λ = 1, MoR is LoRA
+# The router's weights sum to 1, so identical experts mix to the shared update s·B·A.
+
+# %%
+fresh = ranklab.get_method("mor")[1](nn.Linear(d, d), ranklab.make_config("mor", n_experts=8, r=8))
+nn.init.normal_(fresh.mor_B)
+lora = ranklab.get_method("lora")[1](nn.Linear(d, d), ranklab.make_config("lora", r=8))
+with torch.no_grad():
+    lora.lora_A.copy_(fresh.mor_A)
+    lora.lora_B.copy_(fresh.mor_B)
+    print("max |MoR(λ=1) - LoRA| =", float((fresh.adapter_output(x) - lora.adapter_output(x)).abs().max()))
+
+# %% [markdown]
+# ## 4. Router weights per task in the multi-task run
+# The mean router weight per expert for each task's tokens (last layer), from the multi-task
+# recipe (notebook 04 trains it; finished runs are reused).
+
+# %%
+run_recipes(["multi_task"], scale, results_dir, seed)
+summary = collect(scale, results_dir, seed, names=["multi_task"])
+fig = figs.fig_mor_router(summary)
+save_figure(fig, output / "05_mor_router_weights")
+fig

@@ -1,0 +1,80 @@
+"""What the figures need from a trained run, computed once after training and saved as JSON.
+
+Figures are then redrawn from these files alone (``make figures``), without loading a model.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..attach import adapter_layers, set_rank
+from ..context import use_task
+from ..inspect import RouterProbe, model_report, router_layers, router_summary, task_embedding_points
+from ..train import evaluate_tasks
+from ..train.tasks import collate
+
+PROBE_EXAMPLES = 64  # validation examples per task pushed through the router probe
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """JSON-safe rows (NaN and <NA> become None)."""
+    clean = frame.astype(object).where(frame.notna(), None)
+    return [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items()} for row in clean.to_dict("records")]
+
+
+def _probe_forward(model: nn.Module, tasks: list, collator: Any) -> RouterProbe:
+    """Run some validation examples of every task through the model with a router probe."""
+    model.eval()
+    with RouterProbe(model) as probe, torch.no_grad():
+        device = next(model.parameters()).device
+        for task_id, task in enumerate(tasks):
+            rows = [task.validation[i] for i in range(min(PROBE_EXAMPLES, len(task.validation)))]
+            inputs, _ = collate(rows, collator, task.is_regression)
+            probe.token_mask = inputs.get("attention_mask")
+            with use_task(task_id):
+                model(**{k: v.to(device) for k, v in inputs.items()})
+    return probe
+
+
+def _report(model: nn.Module, method: str, n_tasks: int, probe: RouterProbe | None) -> pd.DataFrame:
+    if method == "rank_router" or (method == "mor" and probe is None):
+        frames = [model_report(model, task=t).assign(task=t) for t in range(n_tasks)]
+        return pd.concat(frames, ignore_index=True)
+    if method == "mor":  # token router: spectra of the router-averaged update of each task
+        frames = [model_report(model, per_module={n: {"gates": g} for n, g in probe.mean_gates(t).items()}).assign(task=t)
+                  for t in range(n_tasks)]
+        return pd.concat(frames, ignore_index=True)
+    return model_report(model)
+
+
+def dylora_curve(model: nn.Module, tasks: list, collator: Any, batch_size: int) -> list[dict[str, Any]]:
+    """Validation metrics of a DyLoRA adapter evaluated at every rank b (DyLoRA's point)."""
+    layer = next(iter(adapter_layers(model).values()))
+    rows = []
+    for rank in range(layer.config.r_min, layer.config.r_max + 1):
+        set_rank(model, rank)
+        rows.append({"rank": rank, "metrics": evaluate_tasks(model, tasks, collator, "validation", batch_size)})
+    set_rank(model, layer.config.r_max)
+    return rows
+
+
+def analyse_run(model: nn.Module, tasks: list, method: str, collator: Any = None,
+                batch_size: int = 64) -> dict[str, Any]:
+    """Spectra report, router statistics, task embeddings and rank curves of a trained model."""
+    n_tasks = len(tasks)
+    has_router = bool(router_layers(model))
+    probe = _probe_forward(model, tasks, collator) if has_router else None
+    analysis: dict[str, Any] = {"method": method, "tasks": [t.name for t in tasks]}
+    analysis["report"] = _records(_report(model, method, n_tasks, probe))
+    if probe is not None:
+        analysis["gates"] = _records(probe.gate_table(by="task"))
+    if method == "rank_router":
+        analysis["router"] = _records(router_summary(model, list(range(n_tasks))))
+        analysis["task_embeddings"] = _records(task_embedding_points(model, seed=0))
+    if method == "dylora":
+        analysis["rank_curve"] = dylora_curve(model, tasks, collator, batch_size)
+    return analysis

@@ -1,0 +1,113 @@
+"""Run recipes: train each run (resuming, never redoing finished ones), analyse it, collect results.
+
+Layout of a results folder (never committed):
+    <results>/<recipe>/<label>__<tasks>/   run folder: record.json, checkpoint, adapter, analysis.json
+The compact summary the figures are drawn from is written by ``collect`` (and committed under
+figures/ by ``make reproduce``, so ``make figures`` redraws without retraining).
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from tqdm.auto import tqdm
+
+from ..train import TrainConfig, train
+from ..train.checkpoint import CHECKPOINT_NAME
+from ..train.records import RECORD_NAME, load_record, package_versions, write_json_atomic
+from .analysis import analyse_run
+from .recipes import RunSpec, Scale, get_scale, recipe_runs
+
+ANALYSIS_NAME = "analysis.json"
+SUMMARY_FORMAT = 1
+
+
+def run_folder(results: str | Path, run: RunSpec) -> Path:
+    return Path(results) / run.run_id
+
+
+def is_finished(folder: Path) -> bool:
+    """A run counts as done once its record says completed and its analysis is saved."""
+    record = folder / RECORD_NAME
+    if not (record.is_file() and (folder / ANALYSIS_NAME).is_file()):
+        return False
+    try:
+        return load_record(record).get("status") == "completed"
+    except (ValueError, OSError):
+        return False
+
+
+def _synthetic_inputs(config: TrainConfig) -> dict[str, Any]:
+    """The smoke scale's tasks (task i has i + 2 classes) and tiny random RoBERTa."""
+    from ..train.synthetic import synthetic_task, tiny_roberta
+
+    tasks = [synthetic_task(name, num_classes=2 + i, n_train=config.max_train or 64, n_eval=config.max_eval or 32,
+                            seed=config.seed + 10 * i) for i, name in enumerate(config.tasks)]
+    return {"tasks": tasks, "model_fn": tiny_roberta}
+
+
+def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True) -> dict[str, Any]:
+    """Train (or resume) one run, then save its analysis; returns the record."""
+    folder = run_folder(results, run)
+    resume = (folder / CHECKPOINT_NAME).exists() or (folder / RECORD_NAME).exists()
+    config = replace(run.config, output=str(folder), resume=resume, overwrite=False, quiet=quiet)
+    inputs = _synthetic_inputs(config) if scale.synthetic else {}
+    result = train(config, **inputs)
+    analysis = analyse_run(result.model, result.tasks, config.method, getattr(result, "collator", None),
+                           config.eval_batch_size)
+    write_json_atomic(folder / ANALYSIS_NAME, analysis)
+    return result.record
+
+
+def run_recipes(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",
+                seed: int = 0, runs: Iterable[RunSpec] | None = None, quiet: bool = True) -> list[Path]:
+    """Train every run of the named recipes that is not finished yet; returns the run folders."""
+    scale_spec = get_scale(scale)
+    runs = list(runs) if runs is not None else recipe_runs(names, scale_spec, seed)
+    folders = []
+    bar = tqdm(runs, desc=f"{scale} runs", unit="run")
+    for run in bar:
+        folder = run_folder(results, run)
+        bar.set_postfix_str(run.run_id)
+        if not is_finished(folder):
+            start = time.perf_counter()
+            record = execute(run, results, scale_spec, quiet=quiet)
+            score = record.get("best", {}) or {}
+            tqdm.write(f"  {run.run_id}: done in {time.perf_counter() - start:.0f} s, best score {score.get('score', float('nan')):.4f}")
+        else:
+            tqdm.write(f"  {run.run_id}: finished earlier, skipped")
+        folders.append(folder)
+    return folders
+
+
+def _run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
+    record = load_record(folder / RECORD_NAME)
+    analysis = json.loads((folder / ANALYSIS_NAME).read_text())
+    test = record.get("test") or (record.get("best") or {}).get("metrics") or {}
+    return {
+        "run_id": run.run_id, "recipe": run.recipe, "label": run.label, "method": record["method"],
+        "tasks": record["tasks"], "backbone": record["backbone"], "main_metrics": record["main_metrics"],
+        "test": test, "best": record.get("best"), "params": record["params"], "steps": record["steps"],
+        "wall_time_s": record["wall_time_s"], "rank_history": record.get("rank_history", []),
+        "evals": [{"step": e["step"], "score": e["score"], "train_loss": e["train_loss"]} for e in record["evals"]],
+        "analysis": analysis,
+    }
+
+
+def collect(scale: str, results: str | Path, seed: int = 0, names: list[str] | None = None) -> dict[str, Any]:
+    """The compact summary of every finished run of the recipes (what the figures need)."""
+    scale_spec = get_scale(scale)
+    runs = [run for run in recipe_runs(names, scale_spec, seed) if is_finished(run_folder(results, run))]
+    if not runs:
+        raise ValueError(f"no finished runs of scale {scale!r} under {results}; run `ranklab reproduce --scale {scale}` first")
+    return {
+        "format": SUMMARY_FORMAT, "scale": scale, "description": scale_spec.description, "seed": seed,
+        "versions": package_versions(), "runs": [_run_summary(run, run_folder(results, run)) for run in runs],
+    }
+
+
+def save_summary(summary: dict[str, Any], path: str | Path) -> Path:
+    return write_json_atomic(path, summary)
