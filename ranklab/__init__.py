@@ -2,11 +2,23 @@
 __version__ = "0.1.0"
 
 from .adapters import (  # noqa: E402
-    AdapterConfig, available_methods, config_from_dict, get_method, make_config, register,
+    AdapterConfig,
+    available_methods,
+    config_from_dict,
+    get_method,
+    make_config,
+    register,
 )
 from .attach import (  # noqa: E402
-    AttachSummary, adapter_layers, attach, merge_adapters, merge_and_unload, remove_adapters,
-    set_rank, summarize, unmerge_adapters,
+    AttachSummary,
+    adapter_layers,
+    attach,
+    merge_adapters,
+    merge_and_unload,
+    remove_adapters,
+    set_rank,
+    summarize,
+    unmerge_adapters,
 )
 from .context import current_task, use_task  # noqa: E402
 from .saving import export_peft, load_adapters, save_adapters  # noqa: E402

@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    RobertaConfig,
+)
 from transformers.utils import logging as hf_logging
 
 from .data.hub import hub_error, hub_reachable, offline_mode

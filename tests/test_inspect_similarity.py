@@ -5,7 +5,12 @@ import torch
 from torch import nn
 
 import ranklab
-from ranklab.inspect import module_similarity, row_space_basis, similarity_grid, subspace_similarity
+from ranklab.inspect import (
+    module_similarity,
+    row_space_basis,
+    similarity_grid,
+    subspace_similarity,
+)
 
 
 def _orthonormal(d, k, seed):

@@ -6,7 +6,12 @@ from torch import nn
 import ranklab
 from ranklab.adapters.base import chain
 from ranklab.inspect import (
-    factored_svd, model_factors, model_spectra, module_factors, module_spectrum, module_svd,
+    factored_svd,
+    model_factors,
+    model_spectra,
+    module_factors,
+    module_spectrum,
+    module_svd,
 )
 
 

@@ -9,10 +9,15 @@ from torch import nn
 import ranklab
 from ranklab import plots
 from ranklab.inspect import (
-    RankDynamics, RouterProbe, model_report, model_spectra, module_similarity, rank_table,
+    RankDynamics,
+    RouterProbe,
+    model_report,
+    model_spectra,
+    module_similarity,
+    rank_table,
     task_embedding_points,
 )
-from tests.test_inspect_probes import D, N_TASKS, R, make_model
+from tests.test_inspect_probes import N_TASKS, D, R, make_model
 
 
 @pytest.fixture

@@ -6,7 +6,12 @@ from torch import nn
 
 import ranklab
 from ranklab import make_config
-from ranklab.adapters.rank_router import RankRouterConfig, RankRouterLayer, chosen_ranks, contrastive_loss
+from ranklab.adapters.rank_router import (
+    RankRouterConfig,
+    RankRouterLayer,
+    chosen_ranks,
+    contrastive_loss,
+)
 
 from .conftest import randomize_adapters
 

@@ -74,12 +74,19 @@ class AdapterConfig:
         return cls(**data)
 
 
+def check_positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name} must be one of {', '.join(repr(v) for v in valid)}; got {value!r}")
+
+
 def check_rank(name: str, value: int, d_in: int, d_out: int, module_name: str) -> None:
     """A rank must be a positive int no larger than min(d_in, d_out)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    check_positive_int(name, value)
     limit = min(d_in, d_out)
     if value > limit:
         raise ValueError(

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import AdapterConfig, AdapterLayer, check_rank, kaiming_
+from .base import AdapterConfig, AdapterLayer, check_positive_int, check_rank, kaiming_
 
 
 @dataclass
@@ -21,10 +21,8 @@ class DyLoraConfig(AdapterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("r_min", "r_max"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive_int("r_min", self.r_min)
+        check_positive_int("r_max", self.r_max)
         if self.r_min > self.r_max:
             raise ValueError(f"r_min={self.r_min} must be <= r_max={self.r_max}")
 

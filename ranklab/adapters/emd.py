@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import AdapterConfig, AdapterLayer, check_rank, kaiming_
+from .base import AdapterConfig, AdapterLayer, check_positive_int, check_rank, kaiming_
 
 
 @dataclass
@@ -23,10 +23,8 @@ class EmdConfig(AdapterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("a", "b"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_positive_int("a", self.a)
+        check_positive_int("b", self.b)
         if self.r_ref is not None and self.r_ref <= 0:
             raise ValueError(f"r_ref must be > 0, got {self.r_ref}")
 

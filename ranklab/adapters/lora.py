@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import AdapterConfig, AdapterLayer, check_rank, kaiming_
+from .base import AdapterConfig, AdapterLayer, check_positive_int, check_rank, kaiming_
 
 
 @dataclass
@@ -16,8 +16,7 @@ class LoraConfig(AdapterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not isinstance(self.r, int) or self.r < 1:
-            raise ValueError(f"r must be an int >= 1, got {self.r!r}")
+        check_positive_int("r", self.r)
 
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)

@@ -21,8 +21,14 @@ import torch
 from torch import nn
 
 from ..context import current_task
-from .base import AdapterConfig, AdapterLayer, check_rank, kaiming_
-from .rank_router import _check_choice, _check_positive_int
+from .base import (
+    AdapterConfig,
+    AdapterLayer,
+    check_choice,
+    check_positive_int,
+    check_rank,
+    kaiming_,
+)
 
 ROUTERS = ("token", "task")
 
@@ -37,13 +43,13 @@ class MorConfig(AdapterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive_int("r", self.r)
-        _check_positive_int("n_experts", self.n_experts)
-        _check_choice("router", self.router, ROUTERS)
+        check_positive_int("r", self.r)
+        check_positive_int("n_experts", self.n_experts)
+        check_choice("router", self.router, ROUTERS)
         if self.router == "task" and self.n_tasks is None:
             raise ValueError("mor with router='task' needs n_tasks (the number of tasks, an int >= 1)")
         if self.n_tasks is not None:  # accepted (and ignored) by router='token'
-            _check_positive_int("n_tasks", self.n_tasks)
+            check_positive_int("n_tasks", self.n_tasks)
 
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)

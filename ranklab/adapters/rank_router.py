@@ -33,21 +33,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..context import current_task
-from .base import AdapterConfig, AdapterLayer, check_rank, kaiming_
+from .base import (
+    AdapterConfig,
+    AdapterLayer,
+    check_choice,
+    check_positive_int,
+    check_rank,
+    kaiming_,
+)
 
 SELECTIONS = ("prefix", "soft", "topk")
 STRAIGHT_THROUGH = ("all", "chosen")
 GATE_INITS = ("full", "random")
-
-
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ValueError(f"{name} must be one of {', '.join(repr(v) for v in valid)}; got {value!r}")
-
-
-def _check_positive_int(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
 
 
 @dataclass
@@ -64,14 +61,14 @@ class RankRouterConfig(AdapterConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive_int("r", self.r)
+        check_positive_int("r", self.r)
         if self.n_tasks is None:
             raise ValueError("rank_router needs n_tasks (the number of tasks, an int >= 1)")
-        _check_positive_int("n_tasks", self.n_tasks)
-        _check_choice("selection", self.selection, SELECTIONS)
-        _check_choice("straight_through", self.straight_through, STRAIGHT_THROUGH)
-        _check_choice("gate_init", self.gate_init, GATE_INITS)
-        _check_positive_int("top_k", self.top_k)
+        check_positive_int("n_tasks", self.n_tasks)
+        check_choice("selection", self.selection, SELECTIONS)
+        check_choice("straight_through", self.straight_through, STRAIGHT_THROUGH)
+        check_choice("gate_init", self.gate_init, GATE_INITS)
+        check_positive_int("top_k", self.top_k)
         if self.top_k > self.r:
             raise ValueError(f"top_k={self.top_k} must be in 1..r={self.r}")
         if self.contrastive_weight < 0:

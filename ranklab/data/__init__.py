@@ -4,7 +4,13 @@ from .hub import HubUnreachableError, hub_reachable
 from .loader import load_task, subsample
 from .metrics import compute_metrics
 from .multitask import MultiTaskSampler
-from .offline import datasheet, datasheet_line, load_offline, offline_status, prepare_task
+from .offline import (
+    datasheet,
+    datasheet_line,
+    load_offline,
+    offline_status,
+    prepare_task,
+)
 from .tasks import TaskSpec, available_tasks, get_task
 from .tokenization import make_collator, tokenize_task
 from .wheels import WHEELS, ChecksumError, WheelFetchError, fetch_wheel

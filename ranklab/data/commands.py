@@ -32,7 +32,10 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _backbones(args: argparse.Namespace) -> int:
-    from ..backbones import available_backbones, backbone_info  # imports transformers: only when asked
+    from ..backbones import (  # imports transformers: only when asked
+        available_backbones,
+        backbone_info,
+    )
 
     print(f"{'backbone':<14} {'family':<8} {'layers':>6} {'hidden':>6} {'params':>7}  {'from':<28} offline now")
     for name in available_backbones():

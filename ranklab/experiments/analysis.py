@@ -13,7 +13,13 @@ from torch import nn
 
 from ..attach import adapter_layers, set_rank
 from ..context import use_task
-from ..inspect import RouterProbe, model_report, router_layers, router_summary, task_embedding_points
+from ..inspect import (
+    RouterProbe,
+    model_report,
+    router_layers,
+    router_summary,
+    task_embedding_points,
+)
 from ..train import evaluate_tasks
 from ..train.tasks import collate
 

@@ -28,6 +28,7 @@ class Scale:
     single_tasks: tuple[str, ...]
     multi_tasks: tuple[str, ...]
     train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
+    multi_train: dict[str, Any] = field(default_factory=dict)  # further overrides for multi-task runs
     synthetic: bool = False  # tasks come from ranklab.train.synthetic, not ranklab.data
     description: str = ""
 
@@ -44,9 +45,12 @@ SCALES: dict[str, Scale] = {
         "embedded", "minilm-l6", "minilm-l6",
         single_tasks=("movie", "trec"),
         multi_tasks=("movie", "trec", "sms_spam"),
-        train=dict(epochs=1, lr=1e-3, batch_size=32, max_length=48, max_train=1600, max_eval=400,
+        train=dict(epochs=1, lr=1e-3, batch_size=32, max_length=48, max_train=4000, max_eval=400,
                    warmup_ratio=0.06),
-        description="MiniLM-L6 (22.7M params, offline) on offline real tasks, 1,600 training examples per task",
+        multi_train=dict(max_train=2000),
+        description=("MiniLM-L6 (22.7M params, offline) on offline real tasks: one epoch over at most 4,000 "
+                     "training examples per task (2,000 per task in multi-task runs), max length 48, "
+                     "validation/test capped at 400 examples"),
     ),
     "smoke": Scale(
         "smoke", "tiny-random", "tiny-random",
@@ -116,7 +120,7 @@ def multi_task_runs(scale: Scale, seed: int = 0) -> list[RunSpec]:
     """Seed paper Table 1 (bottom) and Fig. 2, MoR: one shared adapter over all tasks."""
     return [
         RunSpec("multi_task", label, _config(scale, method, options, list(scale.multi_tasks), scale.multi_backbone,
-                                             seed, epochs=scale.train.get("epochs", 1)))
+                                             seed, **scale.multi_train))
         for label, (method, options) in MULTI_TASK_METHODS.items()
     ]
 

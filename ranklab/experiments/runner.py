@@ -17,7 +17,12 @@ from tqdm.auto import tqdm
 
 from ..train import TrainConfig, train
 from ..train.checkpoint import CHECKPOINT_NAME
-from ..train.records import RECORD_NAME, load_record, package_versions, write_json_atomic
+from ..train.records import (
+    RECORD_NAME,
+    load_record,
+    package_versions,
+    write_json_atomic,
+)
 from .analysis import analyse_run
 from .recipes import RunSpec, Scale, get_scale, recipe_runs
 

@@ -2,23 +2,49 @@
 router probes, task embeddings and rank dynamics, for ranklab and PEFT LoRA/AdaLoRA adapters."""
 from .dynamics import RankDynamics
 from .embeddings import (
-    last_layer_names, project_2d, task_embedding_layers, task_embedding_points, task_embeddings,
+    last_layer_names,
+    project_2d,
+    task_embedding_layers,
+    task_embedding_points,
+    task_embeddings,
 )
 from .factors import (
-    adapted_modules, adapter_param_count, base_weight, is_adapted, is_peft_lora, layer_index,
-    method_name, model_factors, module_factors, short_module_name,
+    adapted_modules,
+    adapter_param_count,
+    base_weight,
+    is_adapted,
+    is_peft_lora,
+    layer_index,
+    method_name,
+    model_factors,
+    module_factors,
+    short_module_name,
 )
 from .probes import RouterProbe, router_layers, router_summary
 from .ranks import (
-    effective_rank, energy_rank, frobenius_norm, numerical_rank, rank_measures, spectral_entropy,
+    effective_rank,
+    energy_rank,
+    frobenius_norm,
+    numerical_rank,
+    rank_measures,
+    spectral_entropy,
     stable_rank,
 )
 from .report import model_report, module_row, rank_table
 from .similarity import (
-    module_similarity, row_space_basis, similarity_grid, singular_basis, subspace_similarity,
+    module_similarity,
+    row_space_basis,
+    similarity_grid,
+    singular_basis,
+    subspace_similarity,
 )
 from .spectra import (
-    FactoredSVD, dense_spectrum, factored_svd, model_spectra, module_spectrum, module_svd,
+    FactoredSVD,
+    dense_spectrum,
+    factored_svd,
+    model_spectra,
+    module_spectrum,
+    module_svd,
     spectrum_from_factors,
 )
 

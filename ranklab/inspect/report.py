@@ -9,7 +9,12 @@ import torch
 from torch import nn
 
 from .factors import (
-    adapted_modules, adapter_param_count, base_weight, layer_index, method_name, module_factors,
+    adapted_modules,
+    adapter_param_count,
+    base_weight,
+    layer_index,
+    method_name,
+    module_factors,
     short_module_name,
 )
 from .ranks import rank_measures

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..attach import adapter_layers
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -52,17 +52,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(folder: str | os.PathLike, state: dict[str, Any]) -> Path:
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{CHECKPOINT_NAME}.", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(Path(folder) / CHECKPOINT_NAME) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, folder / CHECKPOINT_NAME)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return folder / CHECKPOINT_NAME
+    return Path(folder) / CHECKPOINT_NAME
 
 
 def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any] | None:

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
+
+from ..atomic import write_json
 
 RECORD_NAME = "record.json"
 RECORD_FORMAT = "ranklab-run/1"
@@ -27,17 +28,7 @@ def package_versions() -> dict[str, str]:
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write JSON to a temp file beside ``path`` and move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, default=float)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_json(path, data)
 
 
 def load_record(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,14 +15,20 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch import nn
-
 from accelerate.utils import send_to_device
+from torch import nn
 
 from ..context import use_task
 from . import adalora
-from .checkpoint import (CHECKPOINT_NAME, load_checkpoint, load_trainable_state, rng_state, save_checkpoint,
-                         set_rng_state, trainable_state)
+from .checkpoint import (
+    CHECKPOINT_NAME,
+    load_checkpoint,
+    load_trainable_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainable_state,
+)
 from .config import TrainConfig
 from .evaluation import evaluate_tasks
 from .records import RECORD_FORMAT, RECORD_NAME, package_versions, write_json_atomic
