@@ -147,7 +147,7 @@ def plot_router_distribution(gate_table: pd.DataFrame, group: str = "task", name
         matrix = rows[gates].to_numpy(dtype=float)
         _heatmap(ax, matrix, [c.split("_")[1] for c in gates], list(rows[group]), cmap="magma",
                  annotate=False, vmin=0.0, vmax=max(1e-12, float(np.nanmax(matrix))))
-        ax.set(title=name, xlabel="gate (rank / expert)", ylabel=group)
+        ax.set(title=f"{_label(name)}: {short_module_name(name)}", xlabel="gate (rank / expert)", ylabel=group)
     return fig
 
 

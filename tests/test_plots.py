@@ -79,7 +79,7 @@ def test_router_distribution_images_equal_gate_table():
     table = probe.gate_table()
     fig = plots.plot_router_distribution(table)
     axes = [ax for ax in fig.axes if ax.images]
-    assert [ax.get_title() for ax in axes] == ["layer.0.query", "layer.1.query"]
+    assert [ax.get_title() for ax in axes] == ["layer 0: query", "layer 1: query"]
     expected = table[table["name"] == "layer.1.query"].sort_values("task")[[f"gate_{i}" for i in range(R)]]
     np.testing.assert_allclose(np.asarray(axes[1].images[0].get_array()), expected.to_numpy())
 
