@@ -38,6 +38,17 @@ def test_rank_pattern_shrinks_to_the_target_budget(tmp_path):
     assert saved["peft_type"] == "ADALORA" and saved["total_step"] == 40
 
 
+def test_rank_pattern_is_recorded_between_evaluations():
+    result = run(rank_every=5, eval_every=20)
+    history = result.record["rank_history"]
+    assert [h["step"] for h in history] == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    at_step = {h["step"]: h["total"] for h in history}
+    assert [e["total_rank"] for e in result.record["evals"]] == [at_step[20], at_step[40]]
+    assert history[0]["total"] > history[3]["total"] > history[-1]["total"]  # pruned gradually
+    with pytest.raises(ValueError, match="rank_every must be >= 1"):
+        TrainConfig(method="adalora", rank_every=0)
+
+
 def test_orthogonal_regulariser_matches_peft(tmp_path):
     result = run(max_steps=10, eval_every=10)
     model = result.model

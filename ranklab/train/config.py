@@ -36,6 +36,7 @@ class TrainConfig:
     warmup_ratio: float = 0.06
     max_grad_norm: float | None = 1.0
     eval_every: int = 0  # 0: evaluate at the end of every epoch
+    rank_every: int = 10  # steps between snapshots of AdaLoRA's rank pattern (record["rank_history"])
     patience: int | None = None  # early stop after this many evals without improvement
     seed: int = 0
     max_train: int | None = None  # cap on training examples per task
@@ -77,6 +78,8 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.rank_every < 1:
+            raise ValueError(f"rank_every must be >= 1, got {self.rank_every}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0 (0 = every epoch), got {self.eval_every}")
         if self.sampling not in SAMPLING:

@@ -181,9 +181,7 @@ class Trainer:
         entry = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
                  "train_loss": self.loss_sum / max(self.loss_count, 1), "metrics": metrics, "score": score}
         if self.is_adalora:
-            snapshot = adalora.rank_snapshot(self.unwrapped, self.step)
-            self.record["rank_history"].append(snapshot)
-            entry["total_rank"] = snapshot["total"]
+            entry["total_rank"] = self._record_rank()["total"]
         self.record["evals"].append(entry)
         self.loss_sum, self.loss_count = 0.0, 0
         best = self.record["best"]
@@ -265,12 +263,21 @@ class Trainer:
                 self.bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}")
             for callback in self.callbacks:
                 callback(self.step, self.unwrapped)
+            if self.is_adalora and self.step % self.config.rank_every == 0:
+                self._record_rank()
             last_in_epoch = b + 1 == len(plan)
             position = (epoch + 1, 0) if last_in_epoch else (epoch, b + 1)
             if (every and self.step % every == 0) or (not every and last_in_epoch) or self.step == self.total_steps:
                 self._eval_and_checkpoint(position)
             if self.step >= self.total_steps or self.stopped_early:
                 return
+
+    def _record_rank(self) -> dict[str, Any]:
+        """Append AdaLoRA's rank pattern at this step to the record (once per step)."""
+        history = self.record["rank_history"]
+        if not history or history[-1]["step"] != self.step:
+            history.append(adalora.rank_snapshot(self.unwrapped, self.step))
+        return history[-1]
 
     def _finish(self) -> RunResult:
         model = self.unwrapped
