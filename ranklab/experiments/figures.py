@@ -131,7 +131,7 @@ def fig_effective_rank(summary: Summary) -> Figure | None:
         ax.imshow(values, aspect="auto", cmap="viridis", vmin=1, vmax=8)
         for (i, j), value in np.ndenumerate(values):
             ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="w", fontsize=7)
-        ax.set_xticks(range(len(table.columns)), list(table.columns))
+        ax.set_xticks(range(len(table.columns)), [str(c).rsplit(".", 1)[-1] for c in table.columns])
         ax.set_yticks(range(len(table)), list(table.index))
         ax.set(title=run["label"], xlabel="module", ylabel="layer")
     fig.suptitle(f"effective rank of ΔW per layer ({task}, {summary['scale']} scale)")
