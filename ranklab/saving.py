@@ -19,7 +19,7 @@ from torch import nn
 
 from . import __version__
 from .adapters import config_from_dict
-from .attach import _head_modules, adapter_layers, attach, remove_adapters, summarize
+from .attach import _head_modules, adapter_layers, attach, remove_adapters
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "ranklab_config.json"
@@ -48,7 +48,9 @@ def _write_folder_atomically(path: str | os.PathLike, write: Any) -> Path:
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """Adapter parameters and buffers plus kept-head parameters, keyed by their model names."""
-    config = summarize(model) and model.ranklab_config  # summarize raises if there are no adapters
+    config = getattr(model, "ranklab_config", None)
+    if config is None:
+        raise ValueError("this model has no ranklab adapters; call ranklab.attach(model, config) first")
     state: dict[str, torch.Tensor] = {}
     for name, layer in adapter_layers(model).items():
         for key, value in layer.state_dict().items():

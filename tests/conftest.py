@@ -36,15 +36,21 @@ def build_tiny_bert(num_labels: int = 2, hidden: int = 32, layers: int = 2, seed
     return BertForSequenceClassification(config).eval()
 
 
+def randomize_layer(layer, seed: int = 0, std: float = 0.1, generator=None) -> None:
+    """Give one adapter layer's parameters random values (B starts at zero, which hides bugs)."""
+    generator = generator or torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in layer.adapter_parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * std)
+
+
 def randomize_adapters(model, seed: int = 0, std: float = 0.1) -> None:
-    """Give every adapter factor random values (B starts at zero, which hides bugs)."""
+    """randomize_layer for every adapter layer of a model, from one random stream."""
     import ranklab
 
     generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for layer in ranklab.adapter_layers(model).values():
-            for p in layer.adapter_parameters():
-                p.copy_(torch.randn(p.shape, generator=generator) * std)
+    for layer in ranklab.adapter_layers(model).values():
+        randomize_layer(layer, std=std, generator=generator)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from ranklab import make_config
 from ranklab.adapters.lora import LoraConfig, LoraLayer
 from ranklab.adapters.mor import MorConfig, MorLayer
 
-from .conftest import randomize_adapters
+from .conftest import randomize_adapters, randomize_layer
 
 
 def make_layer(d_in=12, d_out=10, seed=0, randomize=True, **options):
@@ -17,10 +17,7 @@ def make_layer(d_in=12, d_out=10, seed=0, randomize=True, **options):
     options = {"r": 4, "n_experts": 3, **options}
     layer = MorLayer(nn.Linear(d_in, d_out), MorConfig(target_modules=["x"], **options))
     if randomize:
-        generator = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            for p in layer.adapter_parameters():
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+        randomize_layer(layer, seed=seed + 1, std=0.5)
     return layer
 
 

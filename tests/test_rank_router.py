@@ -13,7 +13,7 @@ from ranklab.adapters.rank_router import (
     contrastive_loss,
 )
 
-from .conftest import randomize_adapters
+from .conftest import randomize_adapters, randomize_layer
 
 
 def make_layer(d_in=12, d_out=10, seed=0, randomize=True, **options):
@@ -21,10 +21,7 @@ def make_layer(d_in=12, d_out=10, seed=0, randomize=True, **options):
     options = {"r": 6, "n_tasks": 3, **options}
     layer = RankRouterLayer(nn.Linear(d_in, d_out), RankRouterConfig(target_modules=["x"], **options))
     if randomize:
-        generator = torch.Generator().manual_seed(seed + 1)
-        with torch.no_grad():
-            for p in layer.adapter_parameters():
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+        randomize_layer(layer, seed=seed + 1, std=0.5)
     return layer
 
 

@@ -47,7 +47,7 @@ def _probe_forward(model: nn.Module, tasks: list, collator: Any) -> RouterProbe:
 
 
 def _report(model: nn.Module, method: str, n_tasks: int, probe: RouterProbe | None) -> pd.DataFrame:
-    if method == "rank_router" or (method == "mor" and probe is None):
+    if method == "rank_router":
         frames = [model_report(model, task=t).assign(task=t) for t in range(n_tasks)]
         return pd.concat(frames, ignore_index=True)
     if method == "mor":  # token router: spectra of the router-averaged update of each task

@@ -123,12 +123,13 @@ def fig_effective_rank(summary: Summary) -> Figure | None:
     runs = [r for r in runs if r["tasks"] == [task]]
     if not runs:
         return None
+    tables = [rank_table(pd.DataFrame(run["analysis"]["report"]), "effective_rank") for run in runs]
+    vmax = max(float(np.nanmax(t.to_numpy(dtype=float))) for t in tables)
     fig = Figure(figsize=(3.2 * len(runs), 3.4), layout="constrained")
     axes = fig.subplots(1, len(runs), squeeze=False)[0]
-    for ax, run in zip(axes, runs):
-        table = rank_table(pd.DataFrame(run["analysis"]["report"]), "effective_rank")
+    for ax, run, table in zip(axes, runs, tables):
         values = table.to_numpy(dtype=float)
-        ax.imshow(values, aspect="auto", cmap="viridis", vmin=1, vmax=8)
+        ax.imshow(values, aspect="auto", cmap="viridis", vmin=1, vmax=vmax)
         for (i, j), value in np.ndenumerate(values):
             ax.text(j, i, f"{value:.1f}", ha="center", va="center", color="w", fontsize=7)
         ax.set_xticks(range(len(table.columns)), [str(c).rsplit(".", 1)[-1] for c in table.columns])

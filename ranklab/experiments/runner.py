@@ -61,7 +61,7 @@ def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True)
     config = replace(run.config, output=str(folder), resume=resume, overwrite=False, quiet=quiet)
     inputs = _synthetic_inputs(config) if scale.synthetic else {}
     result = train(config, **inputs)
-    analysis = analyse_run(result.model, result.tasks, config.method, getattr(result, "collator", None),
+    analysis = analyse_run(result.model, result.tasks, config.method, result.collator,
                            config.eval_batch_size)
     write_json_atomic(folder / ANALYSIS_NAME, analysis)
     return result.record
