@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import AdapterConfig, AdapterLayer, chain
+from .base import CAPABILITIES, AdapterConfig, AdapterLayer, chain
 from .dylora import DyLoraConfig, DyLoraLayer
 from .emd import EmdConfig, EmdLayer
 from .lora import LoraConfig, LoraLayer
@@ -54,7 +54,7 @@ register(RankRouterConfig, RankRouterLayer)
 register(MorConfig, MorLayer)
 
 __all__ = [
-    "AdapterConfig", "AdapterLayer", "chain", "register", "available_methods", "get_method",
+    "CAPABILITIES", "AdapterConfig", "AdapterLayer", "chain", "register", "available_methods", "get_method",
     "make_config", "config_from_dict", "LoraConfig", "LoraLayer", "EmdConfig", "EmdLayer",
     "DyLoraConfig", "DyLoraLayer", "RankRouterConfig", "RankRouterLayer", "MorConfig", "MorLayer",
 ]

@@ -17,6 +17,19 @@ import torch
 from torch import nn
 
 
+# Analysis capabilities a layer declares (``layer.capabilities``).  Analysis, figures and the
+# trainer ask for these instead of testing method names, so a new method only declares them.
+MERGEABLE = "mergeable"                    # a static update: merge(), export_peft(), spectra without a selector
+MERGEABLE_PER_TASK = "mergeable_per_task"  # static once a task is chosen: merge(task=t), export_peft(task=t)
+RANK_SLICEABLE = "rank_sliceable"          # one adapter evaluated at several ranks: set_rank(b), factors(rank=b)
+TASK_ROUTED = "task_routed"                # gates from a task embedding: gate_probs(t); needs ranklab.use_task
+TASK_EMBEDDINGS = "task_embeddings"        # a task-embedding table: task_embeddings() (the paper's t-SNE)
+RANK_CHOOSING = "rank_choosing"            # picks ranks per task: chosen_rank(t)
+EXPERT_ROUTED = "expert_routed"            # an input-dependent router over experts (per-token gates)
+CAPABILITIES = (MERGEABLE, MERGEABLE_PER_TASK, RANK_SLICEABLE, TASK_ROUTED, TASK_EMBEDDINGS, RANK_CHOOSING,
+                EXPERT_ROUTED)
+
+
 def _as_list(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
@@ -114,6 +127,11 @@ class AdapterLayer(nn.Module):
     config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
     mergeable: ClassVar[bool] = True
 
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What analysis can ask of this layer (names from ``CAPABILITIES``); override per method."""
+        return frozenset({MERGEABLE})
+
     def __init__(self, base: nn.Linear, config: AdapterConfig, module_name: str = "module") -> None:
         super().__init__()
         if not isinstance(base, nn.Linear):
@@ -192,6 +210,9 @@ class AdapterLayer(nn.Module):
     @classmethod
     def on_attach(cls, model: nn.Module, layers: dict[str, "AdapterLayer"]) -> None:
         """Called once by ``attach`` with all new layers (e.g. to install a model-level hook)."""
+
+    def after_optimizer_step(self, step: int) -> None:
+        """Called by the trainer after every optimizer step (``step`` counts from 1); default none."""
 
     def extra_loss(self) -> torch.Tensor | None:
         """An auxiliary loss the trainer adds (e.g. a router's contrastive loss); None if none."""

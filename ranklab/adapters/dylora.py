@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .base import AdapterConfig, AdapterLayer, check_positive_int, check_rank, kaiming_
+from .base import MERGEABLE, RANK_SLICEABLE, AdapterConfig, AdapterLayer, check_positive_int, check_rank, kaiming_
 
 
 @dataclass
@@ -32,6 +32,7 @@ class DyLoraConfig(AdapterConfig):
 
 class DyLoraLayer(AdapterLayer):
     config_class = DyLoraConfig
+    capabilities = frozenset({MERGEABLE, RANK_SLICEABLE})
 
     def __init__(self, base: nn.Linear, config: DyLoraConfig, module_name: str = "module") -> None:
         super().__init__(base, config, module_name)

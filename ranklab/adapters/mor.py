@@ -22,6 +22,10 @@ from torch import nn
 
 from ..context import current_task
 from .base import (
+    EXPERT_ROUTED,
+    MERGEABLE_PER_TASK,
+    TASK_EMBEDDINGS,
+    TASK_ROUTED,
     AdapterConfig,
     AdapterLayer,
     check_choice,
@@ -75,6 +79,12 @@ class MorLayer(AdapterLayer):
     @property
     def mergeable(self) -> bool:  # type: ignore[override]
         return self.config.router == "task"
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        if self.config.router == "task":
+            return frozenset({TASK_ROUTED, TASK_EMBEDDINGS, MERGEABLE_PER_TASK})
+        return frozenset({EXPERT_ROUTED})
 
     # --- routing ----------------------------------------------------------------------------
     def _task(self, task: int | None) -> int:

@@ -34,6 +34,10 @@ from torch import nn
 
 from ..context import current_task
 from .base import (
+    MERGEABLE_PER_TASK,
+    RANK_CHOOSING,
+    TASK_EMBEDDINGS,
+    TASK_ROUTED,
     AdapterConfig,
     AdapterLayer,
     check_choice,
@@ -82,6 +86,7 @@ class RankRouterConfig(AdapterConfig):
 
 class RankRouterLayer(AdapterLayer):
     config_class = RankRouterConfig
+    capabilities = frozenset({TASK_ROUTED, TASK_EMBEDDINGS, RANK_CHOOSING, MERGEABLE_PER_TASK})
 
     def __init__(self, base: nn.Linear, config: RankRouterConfig, module_name: str = "module") -> None:
         super().__init__(base, config, module_name)
