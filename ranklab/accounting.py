@@ -3,15 +3,15 @@
 ``module_params("rank_router", 768, 768, r=16, n_tasks=7)`` gives the per-module parts
 (A, B, router, ...); ``budget(method, shapes, **options)`` sums them over modules, e.g. the
 query/value projections of a backbone from ``target_shapes("roberta-base", ["query", "value"])``.
-``moelora`` (N full LoRA experts plus a token router, the MoE-LoRA baseline of the MoR paper) is
-counted here too, although ranklab does not implement it.  The counts agree with
-``layer.num_adapter_params()`` of the real layers (tests check both).
+Counts are derived from each method's layer (built on the meta device), so a new method needs
+no formula here.  ``moelora`` (N full LoRA experts plus a token router, the MoE-LoRA baseline of
+the MoR paper) is the one formula left, as ranklab does not implement it.
 """
 from __future__ import annotations
 
 from typing import Any, Iterable
 
-from .adapters import make_config
+from .adapters import get_method, make_config
 
 # hidden size, layers, FFN size of the papers' backbones
 BACKBONES: dict[str, tuple[int, int, int]] = {
@@ -46,14 +46,17 @@ def target_shapes(backbone: str, targets: Iterable[str]) -> list[tuple[int, int]
 
 
 def _moelora_parts(d_in: int, d_out: int, r: int = 8, n_experts: int = 8, **_: Any) -> dict[str, int]:
+    # MoE-LoRA is not a ranklab method (yet): the one hand-written formula left here.
     return {"experts": n_experts * r * (d_in + d_out), "router": d_in * n_experts}
 
 
 def module_params(method: str, d_in: int, d_out: int, **options: Any) -> dict[str, int]:
     """Trainable parameters of one adapted (d_out x d_in) module, by part.
 
-    Options are the method's config fields (validated through its config; defaults apply).
-    ``moelora`` takes ``r`` (rank of each expert) and ``n_experts``.
+    Options are the method's config fields (validated through its config; defaults apply).  The
+    counts come from the method's layer itself, built on the meta device, so every registered
+    method is counted with no formula here.  ``moelora`` takes ``r`` (rank of each expert) and
+    ``n_experts``.
     """
     if method == "moelora":
         unknown = sorted(set(options) - {"r", "n_experts"})
@@ -62,21 +65,8 @@ def module_params(method: str, d_in: int, d_out: int, **options: Any) -> dict[st
         return _moelora_parts(d_in, d_out, **options)
     config = make_config(method, **options)  # unknown method or option -> ValueError
     config.check_shape(d_in, d_out)
-    if method in ("lora", "dylora"):
-        r = config.r if method == "lora" else config.r_max
-        return {"A": r * d_in, "B": d_out * r}
-    if method == "emd":
-        return {"A": config.a * d_in, "T": config.b * config.a, "B": d_out * config.b}
-    if method == "rank_router":
-        r = config.r
-        return {"A": r * d_in, "B": d_out * r, "task_embeddings": config.n_tasks * d_in, "router": d_in * r + r}
-    if method == "mor":
-        r, n = config.r, config.n_experts
-        parts = {"A": r * d_in, "B": d_out * r, "lambdas": n * (r + d_out), "router": d_in * n}
-        if config.router == "task":
-            parts["task_embeddings"] = config.n_tasks * d_in
-        return parts
-    raise ValueError(f"no parameter formula for method {method!r}; known: dylora, emd, lora, moelora, mor, rank_router")
+    _, layer_class = get_method(method)
+    return layer_class.count_for_shape(config, d_in, d_out)
 
 
 def budget(method: str, shapes: Iterable[tuple[int, int]], **options: Any) -> dict[str, int]:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from torch import nn
 
 from .adapters import AdapterConfig, AdapterLayer, get_method
+from .adapters.base import RANK_SLICEABLE
 
 
 @dataclass
@@ -48,6 +49,11 @@ def _name_matches(name: str, suffixes: list[str]) -> bool:
 def adapter_layers(model: nn.Module) -> dict[str, AdapterLayer]:
     """All ranklab adapter layers of a model, by qualified module name."""
     return {name: module for name, module in model.named_modules() if isinstance(module, AdapterLayer)}
+
+
+def model_capabilities(model: nn.Module) -> frozenset[str]:
+    """What analysis can ask of the model's ranklab adapters (empty for PEFT or plain models)."""
+    return frozenset().union(*(layer.capabilities for layer in adapter_layers(model).values()))
 
 
 def _head_modules(model: nn.Module, config: AdapterConfig) -> dict[str, nn.Module]:
@@ -131,10 +137,8 @@ def _detach_all(model: nn.Module, merge: bool, selector: dict[str, Any]) -> nn.M
         elif not merge and layer.merged_with is not None:
             layer.unmerge()
         model.set_submodule(name, layer.base)
-    hook = getattr(model, "_ranklab_dylora_hook", None)
-    if hook is not None:
-        hook.remove()
-        del model._ranklab_dylora_hook
+    for layer_class in {type(layer) for layer in layers.values()}:
+        layer_class.on_detach(model, {n: la for n, la in layers.items() if type(la) is layer_class})
     model.ranklab_config = None
     return model
 
@@ -160,14 +164,9 @@ def unmerge_adapters(model: nn.Module) -> None:
 
 
 def set_rank(model: nn.Module, rank: int) -> None:
-    """Evaluate rank-flexible adapters (DyLoRA) at ``rank``."""
-    layers = [layer for layer in adapter_layers(model).values() if hasattr(layer, "set_rank")]
+    """Evaluate rank-sliceable adapters (DyLoRA) at ``rank``."""
+    layers = [layer for layer in adapter_layers(model).values() if RANK_SLICEABLE in layer.capabilities]
     if not layers:
-        raise ValueError("set_rank needs rank-flexible adapters (method 'dylora')")
+        raise ValueError("set_rank needs rank-sliceable adapters (method 'dylora')")
     for layer in layers:
         layer.set_rank(rank)
-
-
-def iter_adapter_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
-    for layer in adapter_layers(model).values():
-        yield from layer.adapter_parameters()

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from .accounting import module_params
 from .inspect import effective_rank, spectrum_from_factors, stable_rank
 
 
@@ -40,8 +41,8 @@ def emd_state(a: int, b: int, r: int, d_in: int = 384, d_out: int = 384, true_ra
     energy = float(np.sum(target**2))
     return {
         "a": a, "b": b, "r": r,
-        "emd_params": d_in * a + a * b + b * d_out,
-        "lora_params": r * (d_in + d_out),
+        "emd_params": sum(module_params("emd", d_in, d_out, a=a, b=b).values()),
+        "lora_params": sum(module_params("lora", d_in, d_out, r=r).values()),
         "exported_rank": emd_rank,
         "target_sigma": target,
         "emd_sigma": emd_fit,

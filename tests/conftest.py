@@ -9,6 +9,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from . import toy_method  # noqa: E402,F401  (registers the toy method: see tests/test_toy_method.py)
+
 torch.set_num_threads(1)
 
 

@@ -26,35 +26,6 @@ def make_layer(method, d_in=12, d_out=10, seed=0, randomize=True, **extra):
     return layer.eval()
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_zero_init_is_identity(method):
-    layer = make_layer(method, randomize=False)
-    x = torch.randn(7, 12, dtype=torch.double)
-    assert torch.equal(layer(x), layer.base(x))
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_delta_weight_equals_output_change(method):
-    layer = make_layer(method)
-    x = torch.randn(7, 12, dtype=torch.double)
-    change = layer(x) - layer.base(x)
-    torch.testing.assert_close(change, x @ layer.delta_weight().T, rtol=1e-10, atol=1e-10)
-
-
-@pytest.mark.parametrize("method", METHODS)
-def test_merge_unmerge_round_trip(method):
-    layer = make_layer(method)
-    x = torch.randn(5, 12, dtype=torch.double)
-    before, weight = layer(x), layer.base.weight.clone()
-    layer.merge()
-    torch.testing.assert_close(layer(x), before, rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(layer.base(x), before, rtol=1e-10, atol=1e-10)
-    layer.unmerge()
-    torch.testing.assert_close(layer.base.weight, weight, rtol=0, atol=1e-12)
-    with pytest.raises(ValueError, match="not merged"):
-        layer.unmerge()
-
-
 def test_lora_scaling_and_params():
     layer = make_layer("lora", d_in=12, d_out=10, alpha=8.0)
     assert layer.scaling == 8.0 / 4

@@ -19,13 +19,14 @@ from torch import nn
 
 # Analysis capabilities a layer declares (``layer.capabilities``).  Analysis, figures and the
 # trainer ask for these instead of testing method names, so a new method only declares them.
+# The contract tests (tests/test_contract.py) check each promise for every registered method.
 MERGEABLE = "mergeable"                    # a static update: merge(), export_peft(), spectra without a selector
 MERGEABLE_PER_TASK = "mergeable_per_task"  # static once a task is chosen: merge(task=t), export_peft(task=t)
-RANK_SLICEABLE = "rank_sliceable"          # one adapter evaluated at several ranks: set_rank(b), factors(rank=b)
-TASK_ROUTED = "task_routed"                # gates from a task embedding: gate_probs(t); needs ranklab.use_task
+RANK_SLICEABLE = "rank_sliceable"          # evaluated at every b in .ranks: set_rank(b), factors(rank=b)
+TASK_ROUTED = "task_routed"                # gates from a task embedding: gate_probs(t), .n_tasks; needs use_task
 TASK_EMBEDDINGS = "task_embeddings"        # a task-embedding table: task_embeddings() (the paper's t-SNE)
 RANK_CHOOSING = "rank_choosing"            # picks ranks per task: chosen_rank(t)
-EXPERT_ROUTED = "expert_routed"            # an input-dependent router over experts (per-token gates)
+EXPERT_ROUTED = "expert_routed"            # per-token gates over .n_experts: factors(expert=i), factors(gates=g)
 CAPABILITIES = (MERGEABLE, MERGEABLE_PER_TASK, RANK_SLICEABLE, TASK_ROUTED, TASK_EMBEDDINGS, RANK_CHOOSING,
                 EXPERT_ROUTED)
 
@@ -61,6 +62,16 @@ class AdapterConfig:
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def examples(cls) -> list["AdapterConfig"]:
+        """Small valid configs (fit a 32 x 32 module) covering the method's variants; the
+        contract tests run every one.  Override where the defaults do not fit or need options."""
+        return [cls()]
+
+    @classmethod
+    def example(cls) -> "AdapterConfig":
+        return cls.examples()[0]
 
     def matches(self, module_name: str) -> bool:
         """Does a module's qualified name select it for adaptation?"""
@@ -124,8 +135,9 @@ def chain(factors: Sequence[torch.Tensor]) -> torch.Tensor:
 class AdapterLayer(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable low-rank update."""
 
-    config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
     mergeable: ClassVar[bool] = True
+    # Parameter name (first component) -> accounting part; names not listed count under their own name.
+    param_parts: ClassVar[dict[str, str]] = {}
 
     @property
     def capabilities(self) -> frozenset[str]:
@@ -206,6 +218,28 @@ class AdapterLayer(nn.Module):
 
     def num_adapter_params(self) -> int:
         return sum(p.numel() for p in self.adapter_parameters())
+
+    def param_counts(self) -> dict[str, int]:
+        """Trainable adapter parameters grouped by part (A, B, T, router, ...), from the layer itself."""
+        parts: dict[str, int] = {}
+        for name, p in self.named_parameters():
+            if name.startswith("base."):
+                continue
+            head = name.split(".", 1)[0]
+            part = self.param_parts.get(head, head)
+            parts[part] = parts.get(part, 0) + p.numel()
+        return parts
+
+    @classmethod
+    def count_for_shape(cls, config: AdapterConfig, d_in: int, d_out: int) -> dict[str, int]:
+        """``param_counts`` of a layer on a (d_out x d_in) module, built on the meta device (no memory)."""
+        with torch.device("meta"):
+            layer = cls(nn.Linear(d_in, d_out, bias=False), config)
+        return layer.param_counts()
+
+    @classmethod
+    def on_detach(cls, model: nn.Module, layers: dict[str, "AdapterLayer"]) -> None:
+        """Called once when the adapters leave the model (undo what ``on_attach`` installed)."""
 
     @classmethod
     def on_attach(cls, model: nn.Module, layers: dict[str, "AdapterLayer"]) -> None:

@@ -26,12 +26,16 @@ class DyLoraConfig(AdapterConfig):
         if self.r_min > self.r_max:
             raise ValueError(f"r_min={self.r_min} must be <= r_max={self.r_max}")
 
+    @classmethod
+    def examples(cls) -> list["DyLoraConfig"]:
+        return [cls(r_min=1, r_max=4)]
+
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r_max", self.r_max, d_in, d_out, module_name)
 
 
 class DyLoraLayer(AdapterLayer):
-    config_class = DyLoraConfig
+    param_parts = {"lora_A": "A", "lora_B": "B"}
     capabilities = frozenset({MERGEABLE, RANK_SLICEABLE})
 
     def __init__(self, base: nn.Linear, config: DyLoraConfig, module_name: str = "module") -> None:
@@ -41,6 +45,11 @@ class DyLoraLayer(AdapterLayer):
         self.eval_rank = config.r_max  # rank used outside training; set with set_rank()
         self.train_rank: int | None = None  # set for all layers at once by the model-level hook
         self.last_rank = config.r_max  # rank used by the last forward (for inspection)
+
+    @property
+    def ranks(self) -> range:
+        """Every rank the adapter can be evaluated at."""
+        return range(self.config.r_min, self.config.r_max + 1)
 
     def set_rank(self, rank: int) -> None:
         if not self.config.r_min <= rank <= self.config.r_max:
@@ -62,6 +71,13 @@ class DyLoraLayer(AdapterLayer):
                     layer.train_rank = min(max(rank, layer.config.r_min), layer.config.r_max)
 
         model._ranklab_dylora_hook = model.register_forward_pre_hook(sample_shared_rank)
+
+    @classmethod
+    def on_detach(cls, model: nn.Module, layers: dict[str, "DyLoraLayer"]) -> None:
+        hook = getattr(model, "_ranklab_dylora_hook", None)
+        if hook is not None:
+            hook.remove()
+            del model._ranklab_dylora_hook
 
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:

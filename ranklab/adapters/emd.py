@@ -28,6 +28,10 @@ class EmdConfig(AdapterConfig):
         if self.r_ref is not None and self.r_ref <= 0:
             raise ValueError(f"r_ref must be > 0, got {self.r_ref}")
 
+    @classmethod
+    def examples(cls) -> list["EmdConfig"]:
+        return [cls(a=2, b=5), cls(a=5, b=2)]  # both sides of min(a, b)
+
     @property
     def scaling(self) -> float:
         return self.alpha / (self.r_ref if self.r_ref is not None else (self.a + self.b) / 2)
@@ -38,7 +42,7 @@ class EmdConfig(AdapterConfig):
 
 
 class EmdLayer(AdapterLayer):
-    config_class = EmdConfig
+    param_parts = {"emd_A": "A", "emd_T": "T", "emd_B": "B"}
 
     def __init__(self, base: nn.Linear, config: EmdConfig, module_name: str = "module") -> None:
         super().__init__(base, config, module_name)

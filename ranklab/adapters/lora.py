@@ -18,12 +18,16 @@ class LoraConfig(AdapterConfig):
         super().__post_init__()
         check_positive_int("r", self.r)
 
+    @classmethod
+    def examples(cls) -> list["LoraConfig"]:
+        return [cls(r=4)]
+
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)
 
 
 class LoraLayer(AdapterLayer):
-    config_class = LoraConfig
+    param_parts = {"lora_A": "A", "lora_B": "B"}
 
     def __init__(self, base: nn.Linear, config: LoraConfig, module_name: str = "module") -> None:
         super().__init__(base, config, module_name)

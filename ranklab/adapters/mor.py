@@ -55,12 +55,16 @@ class MorConfig(AdapterConfig):
         if self.n_tasks is not None:  # accepted (and ignored) by router='token'
             check_positive_int("n_tasks", self.n_tasks)
 
+    @classmethod
+    def examples(cls) -> list["MorConfig"]:
+        return [cls(r=4, n_experts=3), cls(r=4, n_experts=3, router="task", n_tasks=2)]
+
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)
 
 
 class MorLayer(AdapterLayer):
-    config_class = MorConfig
+    param_parts = {"mor_A": "A", "mor_B": "B", "lambda_A": "lambdas", "lambda_B": "lambdas", "router": "router", "task_embedding": "task_embeddings"}
 
     def __init__(self, base: nn.Linear, config: MorConfig, module_name: str = "module") -> None:
         super().__init__(base, config, module_name)
@@ -85,6 +89,14 @@ class MorLayer(AdapterLayer):
         if self.config.router == "task":
             return frozenset({TASK_ROUTED, TASK_EMBEDDINGS, MERGEABLE_PER_TASK})
         return frozenset({EXPERT_ROUTED})
+
+    @property
+    def n_tasks(self) -> int | None:
+        return self.config.n_tasks
+
+    @property
+    def n_experts(self) -> int:
+        return self.config.n_experts
 
     # --- routing ----------------------------------------------------------------------------
     def _task(self, task: int | None) -> int:

@@ -80,12 +80,17 @@ class RankRouterConfig(AdapterConfig):
         if self.contrastive_temperature <= 0:
             raise ValueError(f"contrastive_temperature must be > 0, got {self.contrastive_temperature}")
 
+    @classmethod
+    def examples(cls) -> list["RankRouterConfig"]:
+        return [cls(r=4, n_tasks=2), cls(r=4, n_tasks=2, selection="soft"),
+                cls(r=4, n_tasks=2, selection="topk", top_k=2, contrastive_weight=0.1)]
+
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)
 
 
 class RankRouterLayer(AdapterLayer):
-    config_class = RankRouterConfig
+    param_parts = {"lora_A": "A", "lora_B": "B", "task_embedding": "task_embeddings", "gate": "router"}
     capabilities = frozenset({TASK_ROUTED, TASK_EMBEDDINGS, RANK_CHOOSING, MERGEABLE_PER_TASK})
 
     def __init__(self, base: nn.Linear, config: RankRouterConfig, module_name: str = "module") -> None:
@@ -109,6 +114,10 @@ class RankRouterLayer(AdapterLayer):
     def on_attach(cls, model: nn.Module, layers: dict[str, "RankRouterLayer"]) -> None:
         for layer in layers.values():
             layer.n_modules = len(layers)
+
+    @property
+    def n_tasks(self) -> int:
+        return self.config.n_tasks
 
     # --- gate -------------------------------------------------------------------------------
     def _task(self, task: int | None) -> int:
