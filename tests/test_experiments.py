@@ -14,7 +14,8 @@ from ranklab.experiments.recipes import (
     get_scale,
     recipe_runs,
 )
-from ranklab.experiments.runner import collect, is_finished, run_folder, run_recipes
+from ranklab.experiments.analysis import ANALYSIS_FORMAT
+from ranklab.experiments.runner import collect, is_finished, run_folder, run_recipes, run_status
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,6 +56,7 @@ def test_runs_write_records_and_analyses(smoke_results):
         assert analysis["method"] == run.config.method and analysis["report"]
     router = json.loads((run_folder(results, runs[2]) / "analysis.json").read_text())
     assert {"router", "gates", "task_embeddings"} <= set(router)
+    assert {"task_routed", "rank_choosing", "task_embeddings"} <= set(router["capabilities"])
     assert len(router["task_embeddings"]) == 2 * 2  # 2 tasks x (query, value) of the last layer
     dylora = json.loads((run_folder(results, runs[1]) / "analysis.json").read_text())
     assert [c["rank"] for c in dylora["rank_curve"]] == list(range(1, 9))
@@ -66,6 +68,25 @@ def test_finished_runs_are_not_redone(smoke_results):
     before = record.stat().st_mtime_ns
     run_recipes(scale="smoke", results=results, runs=runs[:1])
     assert record.stat().st_mtime_ns == before
+
+
+def test_stale_analysis_is_recomputed_without_training(smoke_results):
+    results, runs = smoke_results
+    folder = run_folder(results, runs[0])
+    analysis_path, record_path = folder / "analysis.json", folder / "record.json"
+    steps = json.loads(record_path.read_text())["steps"]
+    old = json.loads(analysis_path.read_text())
+    old["format"] = ANALYSIS_FORMAT - 1
+    analysis_path.write_text(json.dumps(old))
+    assert run_status(folder) == "stale" and not is_finished(folder)
+    run_recipes(scale="smoke", results=results, runs=runs[:1])
+    assert run_status(folder) == "finished"
+    assert json.loads(analysis_path.read_text())["format"] == ANALYSIS_FORMAT
+    assert json.loads(record_path.read_text())["steps"] == steps  # resumed at its end: no new steps
+    analysis_path.unlink()  # a missing analysis is stale too
+    assert run_status(folder) == "stale"
+    run_recipes(scale="smoke", results=results, runs=runs[:1])
+    assert run_status(folder) == "finished"
 
 
 def test_figures_and_table_show_the_recorded_numbers(smoke_results, tmp_path):

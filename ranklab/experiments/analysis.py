@@ -11,7 +11,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..attach import adapter_layers, set_rank
+from ..adapters.base import EXPERT_ROUTED, MERGEABLE_PER_TASK, RANK_CHOOSING, RANK_SLICEABLE, TASK_EMBEDDINGS
+from ..attach import adapter_layers, model_capabilities, set_rank
 from ..context import use_task
 from ..inspect import (
     RouterProbe,
@@ -24,6 +25,8 @@ from ..train import evaluate_tasks
 from ..train.tasks import collate
 
 PROBE_EXAMPLES = 64  # validation examples per task pushed through the router probe
+# Version of analysis.json; bump it when the analysis changes, so older ones are recomputed.
+ANALYSIS_FORMAT = 2
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -46,25 +49,25 @@ def _probe_forward(model: nn.Module, tasks: list, collator: Any) -> RouterProbe:
     return probe
 
 
-def _report(model: nn.Module, method: str, n_tasks: int, probe: RouterProbe | None) -> pd.DataFrame:
-    if method == "rank_router":
+def _report(model: nn.Module, capabilities: frozenset[str], n_tasks: int, probe: RouterProbe | None) -> pd.DataFrame:
+    if MERGEABLE_PER_TASK in capabilities:
         frames = [model_report(model, task=t).assign(task=t) for t in range(n_tasks)]
         return pd.concat(frames, ignore_index=True)
-    if method == "mor":  # token router: spectra of the router-averaged update of each task
+    if EXPERT_ROUTED in capabilities:  # token router: spectra of the router-averaged update of each task
         frames = [model_report(model, per_module={n: {"gates": g} for n, g in probe.mean_gates(t).items()}).assign(task=t)
                   for t in range(n_tasks)]
         return pd.concat(frames, ignore_index=True)
     return model_report(model)
 
 
-def dylora_curve(model: nn.Module, tasks: list, collator: Any, batch_size: int) -> list[dict[str, Any]]:
-    """Validation metrics of a DyLoRA adapter evaluated at every rank b (DyLoRA's point)."""
-    layer = next(iter(adapter_layers(model).values()))
+def rank_curve(model: nn.Module, tasks: list, collator: Any, batch_size: int) -> list[dict[str, Any]]:
+    """Validation metrics of a rank-sliceable adapter (DyLoRA) evaluated at every rank b."""
+    ranks = next(la.ranks for la in adapter_layers(model).values() if RANK_SLICEABLE in la.capabilities)
     rows = []
-    for rank in range(layer.config.r_min, layer.config.r_max + 1):
+    for rank in ranks:
         set_rank(model, rank)
         rows.append({"rank": rank, "metrics": evaluate_tasks(model, tasks, collator, "validation", batch_size)})
-    set_rank(model, layer.config.r_max)
+    set_rank(model, ranks[-1])
     return rows
 
 
@@ -72,15 +75,18 @@ def analyse_run(model: nn.Module, tasks: list, method: str, collator: Any = None
                 batch_size: int = 64) -> dict[str, Any]:
     """Spectra report, router statistics, task embeddings and rank curves of a trained model."""
     n_tasks = len(tasks)
+    capabilities = model_capabilities(model)
     has_router = bool(router_layers(model))
     probe = _probe_forward(model, tasks, collator) if has_router else None
-    analysis: dict[str, Any] = {"method": method, "tasks": [t.name for t in tasks]}
-    analysis["report"] = _records(_report(model, method, n_tasks, probe))
+    analysis: dict[str, Any] = {"format": ANALYSIS_FORMAT, "method": method, "tasks": [t.name for t in tasks],
+                                "capabilities": sorted(capabilities)}
+    analysis["report"] = _records(_report(model, capabilities, n_tasks, probe))
     if probe is not None:
         analysis["gates"] = _records(probe.gate_table(by="task"))
-    if method == "rank_router":
+    if RANK_CHOOSING in capabilities:
         analysis["router"] = _records(router_summary(model, list(range(n_tasks))))
+    if TASK_EMBEDDINGS in capabilities:
         analysis["task_embeddings"] = _records(task_embedding_points(model, seed=0))
-    if method == "dylora":
-        analysis["rank_curve"] = dylora_curve(model, tasks, collator, batch_size)
+    if RANK_SLICEABLE in capabilities:
+        analysis["rank_curve"] = rank_curve(model, tasks, collator, batch_size)
     return analysis

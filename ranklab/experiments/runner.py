@@ -23,7 +23,7 @@ from ..train.records import (
     package_versions,
     write_json_atomic,
 )
-from .analysis import analyse_run
+from .analysis import ANALYSIS_FORMAT, analyse_run
 from .recipes import RunSpec, Scale, get_scale, recipe_runs
 
 ANALYSIS_NAME = "analysis.json"
@@ -34,15 +34,24 @@ def run_folder(results: str | Path, run: RunSpec) -> Path:
     return Path(results) / run.run_id
 
 
-def is_finished(folder: Path) -> bool:
-    """A run counts as done once its record says completed and its analysis is saved."""
+def run_status(folder: Path) -> str:
+    """"finished", "stale" (trained, but its analysis is missing or of an older format) or "todo"."""
     record = folder / RECORD_NAME
-    if not (record.is_file() and (folder / ANALYSIS_NAME).is_file()):
-        return False
     try:
-        return load_record(record).get("status") == "completed"
+        if not (record.is_file() and load_record(record).get("status") == "completed"):
+            return "todo"
     except (ValueError, OSError):
-        return False
+        return "todo"
+    try:
+        analysis = json.loads((folder / ANALYSIS_NAME).read_text())
+    except (ValueError, OSError):
+        return "stale"
+    return "finished" if analysis.get("format") == ANALYSIS_FORMAT else "stale"
+
+
+def is_finished(folder: Path) -> bool:
+    """A run counts as done once its record says completed and its analysis is current."""
+    return run_status(folder) == "finished"
 
 
 def _synthetic_inputs(config: TrainConfig) -> dict[str, Any]:
@@ -77,13 +86,16 @@ def run_recipes(names: list[str] | None = None, scale: str = "embedded", results
     for run in bar:
         folder = run_folder(results, run)
         bar.set_postfix_str(run.run_id)
-        if not is_finished(folder):
+        status = run_status(folder)
+        if status == "finished":
+            tqdm.write(f"  {run.run_id}: finished earlier, skipped")
+        else:  # a stale run resumes at its last step: no training, only evaluation and analysis
             start = time.perf_counter()
             record = execute(run, results, scale_spec, quiet=quiet)
             score = record.get("best", {}) or {}
-            tqdm.write(f"  {run.run_id}: done in {time.perf_counter() - start:.0f} s, best score {score.get('score', float('nan')):.4f}")
-        else:
-            tqdm.write(f"  {run.run_id}: finished earlier, skipped")
+            done = "analysis recomputed" if status == "stale" else "done"
+            tqdm.write(f"  {run.run_id}: {done} in {time.perf_counter() - start:.0f} s, "
+                       f"best score {score.get('score', float('nan')):.4f}")
         folders.append(folder)
     return folders
 
