@@ -41,6 +41,7 @@ from pathlib import Path
 from IPython.display import Markdown, display
 
 from ranklab.experiments import figures as figs
+from ranklab.experiments import tables
 from ranklab.experiments.recipes import get_scale, recipe_runs
 from ranklab.experiments.runner import collect, run_recipes
 from ranklab.plots import save_figure
@@ -77,7 +78,7 @@ summary = collect(scale, results_dir, seed, names=["single_task"])
 # ordering of the methods, not the values.
 
 # %%
-display(Markdown(figs.results_markdown(summary)))
+display(Markdown(tables.results_markdown(summary)))
 fig = figs.fig_results(summary, "single_task")
 save_figure(fig, output / "03_single_task_results")
 fig

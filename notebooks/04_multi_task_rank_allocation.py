@@ -37,6 +37,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from ranklab.experiments import figures as figs
+from ranklab.experiments import tables
 from ranklab.experiments.recipes import get_scale, recipe_runs
 from ranklab.experiments.runner import collect, run_recipes
 from ranklab.plots import save_figure
@@ -62,7 +63,7 @@ summary = collect(scale, results_dir, seed, names=["multi_task"])
 # ## 2. Per-task results beside the paper's
 
 # %%
-display(Markdown(figs.results_markdown(summary)))
+display(Markdown(tables.results_markdown(summary)))
 fig = figs.fig_results(summary, "multi_task")
 save_figure(fig, output / "04_multi_task_results")
 fig

@@ -86,16 +86,82 @@ def plot_spectra(spectra: Mapping[str, np.ndarray], normalize: bool = False, log
     return fig
 
 
-def _heatmap(ax, matrix: np.ndarray, xlabels: Sequence, ylabels: Sequence, cmap: str = "viridis",
-             annotate: bool = True, vmin: float | None = None, vmax: float | None = None) -> None:
+def heatmap(ax, matrix: np.ndarray, xlabels: Sequence, ylabels: Sequence, cmap: str = "viridis",
+            annotate: bool = True, vmin: float | None = None, vmax: float | None = None, fmt: str = ".2g",
+            fontsize: str | float = "x-small", xtick_fontsize: str | float | None = "small",
+            ytick_fontsize: str | float | None = "small", xrotation: float = 45, colorbar: bool = True,
+            colorbar_label: str | None = None) -> None:
+    """Draw ``matrix`` on ``ax``: labelled ticks, cell values (small matrices), a colour bar.
+
+    A tick font size of None keeps matplotlib's default; ``xrotation=0`` centres the x labels.
+    """
     image = ax.imshow(matrix, aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax)
-    ax.set_xticks(range(len(xlabels)), [str(x) for x in xlabels], rotation=45, ha="right", fontsize="small")
-    ax.set_yticks(range(len(ylabels)), [str(y) for y in ylabels], fontsize="small")
+    xstyle = {"rotation": xrotation, "ha": "right"} if xrotation else {}
+    xstyle.update({"fontsize": xtick_fontsize} if xtick_fontsize is not None else {})
+    ax.set_xticks(range(len(xlabels)), [str(x) for x in xlabels], **xstyle)
+    ystyle = {"fontsize": ytick_fontsize} if ytick_fontsize is not None else {}
+    ax.set_yticks(range(len(ylabels)), [str(y) for y in ylabels], **ystyle)
     if annotate and matrix.size <= 400:
         for (i, j), value in np.ndenumerate(matrix):
             if np.isfinite(value):
-                ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize="x-small", color="w")
-    ax.figure.colorbar(image, ax=ax)
+                ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=fontsize, color="w")
+    if colorbar:
+        ax.figure.colorbar(image, ax=ax, **({"label": colorbar_label} if colorbar_label else {}))
+
+
+def plot_matrix(table: pd.DataFrame, title: str, xlabel: str | None = None, ylabel: str | None = None,
+                figsize: tuple[float, float] | None = None, **heatmap_options) -> Figure:
+    """One heatmap of a DataFrame (rows = index, columns = columns)."""
+    fig = Figure(figsize=figsize or (1.1 * len(table.columns) + 2, 0.5 * len(table) + 2), layout="constrained")
+    ax = fig.add_subplot()
+    heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index), **heatmap_options)
+    ax.set(ylabel=ylabel, title=title)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+    return fig
+
+
+def plot_heatmap_panels(tables: Mapping[str, pd.DataFrame], suptitle: str, xlabel: str = "module",
+                        ylabel: str = "layer", panel_width: float = 3.2, height: float = 3.4,
+                        **heatmap_options) -> Figure:
+    """One heatmap per table side by side (titles from the mapping's keys), on one colour scale
+    unless ``vmax`` is given."""
+    fig = Figure(figsize=(panel_width * len(tables), height), layout="constrained")
+    axes = fig.subplots(1, len(tables), squeeze=False)[0]
+    for ax, (title, table) in zip(axes, tables.items()):
+        heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index), **heatmap_options)
+        ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.suptitle(suptitle)
+    return fig
+
+
+def plot_grouped_bars(values: pd.DataFrame, title: str, ylabel: str, ylim: tuple[float, float],
+                      legend_loc: str = "lower right") -> Figure:
+    """Bars grouped by column (e.g. task), one series per row (e.g. method), values on the bars."""
+    fig = Figure(figsize=(1.6 * len(values.columns) + 3, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    width = 0.8 / len(values)
+    groups = np.arange(len(values.columns))
+    for i, (label, row) in enumerate(values.iterrows()):
+        bars = ax.bar(groups + i * width, row.to_numpy(dtype=float), width, label=label)
+        ax.bar_label(bars, fmt="%.1f", fontsize=6)
+    ax.set_xticks(groups + 0.4 - width / 2, list(values.columns))
+    ax.set(ylim=ylim, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7, loc=legend_loc)
+    return fig
+
+
+def plot_lines(lines: Sequence[Mapping], xlabel: str, ylabel: str, title: str, yscale: str | None = None,
+               legend_fontsize: float = 8, figsize: tuple[float, float] = (5, 3.4)) -> Figure:
+    """Line plot of ``{"x", "y", "label", "style" (e.g. "o-"), "color" (optional)}`` entries."""
+    fig = Figure(figsize=figsize, layout="constrained")
+    ax = fig.add_subplot()
+    for line in lines:
+        colour = {"color": line["color"]} if line.get("color") else {}
+        ax.plot(line["x"], line["y"], line.get("style", "o-"), label=line["label"], **colour)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, **({"yscale": yscale} if yscale else {}))
+    ax.legend(fontsize=legend_fontsize)
+    return fig
 
 
 def plot_rank_heatmap(report: pd.DataFrame, measure: str = "effective_rank") -> Figure:
@@ -103,7 +169,7 @@ def plot_rank_heatmap(report: pd.DataFrame, measure: str = "effective_rank") -> 
     table = rank_table(report, measure)
     fig = Figure(figsize=(1.2 * len(table.columns) + 3, 0.45 * len(table) + 2), layout="constrained")
     ax = fig.add_subplot()
-    _heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index))
+    heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index))
     ax.set(xlabel="module", ylabel="layer", title=measure.replace("_", " "))
     return fig
 
@@ -145,7 +211,7 @@ def plot_router_distribution(gate_table: pd.DataFrame, group: str = "task", name
         if rows.empty:
             raise ValueError(f"{name!r} is not in the gate table")
         matrix = rows[gates].to_numpy(dtype=float)
-        _heatmap(ax, matrix, [c.split("_")[1] for c in gates], list(rows[group]), cmap="magma",
+        heatmap(ax, matrix, [c.split("_")[1] for c in gates], list(rows[group]), cmap="magma",
                  annotate=False, vmin=0.0, vmax=max(1e-12, float(np.nanmax(matrix))))
         ax.set(title=f"{_label(name)}: {short_module_name(name)}", xlabel="gate (rank / expert)", ylabel=group)
     return fig

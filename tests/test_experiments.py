@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ranklab.experiments import figures as figs
+from ranklab.experiments import tables
 from ranklab.experiments.recipes import (
     MULTI_TASK_METHODS,
     SINGLE_TASK_METHODS,
@@ -97,7 +98,7 @@ def test_figures_and_table_show_the_recorded_numbers(smoke_results, tmp_path):
     for stem in ("single_task_results", "multi_task_results", "task_embeddings_tsne", "chosen_ranks",
                  "router_distribution", "mor_router_weights", "dylora_rank_curve", "effective_rank_single_task"):
         assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
-    frame = figs.results_frame(summary, "multi_task")
+    frame = tables.results_frame(summary, "multi_task")
     router_run = next(r for r in summary["runs"] if r["method"] == "rank_router")
     row = frame[frame["method"] == router_run["label"]].iloc[0]
     assert row["toy_a"] == pytest.approx(100 * router_run["test"]["toy_a"]["accuracy"])

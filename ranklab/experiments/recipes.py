@@ -10,7 +10,7 @@ A recipe is a list of ``RunSpec`` (a label plus a ``TrainConfig``); the runner t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..train import TrainConfig
@@ -145,8 +145,3 @@ def recipe_runs(names: list[str] | None, scale: str | Scale, seed: int = 0) -> l
     if unknown:
         raise ValueError(f"unknown recipe(s) {unknown}; valid recipes: {', '.join(RECIPES)}")
     return [run for name in names for run in RECIPES[name](scale, seed)]
-
-
-def with_overrides(runs: list[RunSpec], **overrides: Any) -> list[RunSpec]:
-    """The same runs with TrainConfig fields replaced (e.g. a notebook's shorter budget)."""
-    return [replace(run, config=TrainConfig.from_dict({**run.config.to_dict(), **overrides})) for run in runs]

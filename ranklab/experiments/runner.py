@@ -106,6 +106,7 @@ def _run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
     test = record.get("test") or (record.get("best") or {}).get("metrics") or {}
     return {
         "run_id": run.run_id, "recipe": run.recipe, "label": run.label, "method": record["method"],
+        "adapter_config": record.get("adapter_config", {}),
         "tasks": record["tasks"], "backbone": record["backbone"], "main_metrics": record["main_metrics"],
         "test": test, "best": record.get("best"), "params": record["params"], "steps": record["steps"],
         "wall_time_s": record["wall_time_s"], "rank_history": record.get("rank_history", []),
