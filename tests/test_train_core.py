@@ -149,3 +149,27 @@ def test_multi_task_adapters_get_their_task_and_extra_loss(method, adapter, tiny
     assert set(result.record["evals"][-1]["metrics"]) == {"two", "three"}
     n_layers = len(ranklab.adapter_layers(result.model))
     assert len(seen) == 6 * n_layers and set(seen) == {0, 1}  # every step, inside use_task
+
+
+def test_adapters_per_step_hook_runs_after_every_optimizer_step(monkeypatch):
+    """The trainer's after-step hook (AdaLoRA's update_and_allocate) serves ranklab adapters too."""
+    from ranklab.adapters import LoraLayer
+
+    calls = []
+
+    def record_step(self, step):
+        calls.append((self.module_name, step, self.lora_B.grad is not None))  # before zero_grad
+    monkeypatch.setattr(LoraLayer, "after_optimizer_step", record_step, raising=False)
+    result = run(max_steps=5)
+    n_layers = len(ranklab.adapter_layers(result.model))
+    assert sorted(step for _, step, _ in calls) == sorted(list(range(1, 6)) * n_layers)
+    assert all(has_grad for _, _, has_grad in calls)
+
+
+def test_runtime_is_chosen_by_method():
+    from ranklab.train.runtime import AdaLoraRuntime, AdapterRuntime, runtime_for
+
+    assert type(runtime_for(TrainConfig(method="adalora"))) is AdaLoraRuntime
+    for method in ranklab.available_methods():
+        options = {k: v for k, v in ranklab.get_method(method)[0].example().to_dict().items() if k != "method"}
+        assert type(runtime_for(TrainConfig(method=method, adapter=options))) is AdapterRuntime

@@ -78,10 +78,6 @@ def build_adalora(model: nn.Module, options: AdaLoraOptions, total_steps: int, h
     return get_peft_model(model, config)
 
 
-def is_adalora(model: nn.Module) -> bool:
-    return hasattr(getattr(model, "base_model", None), "rankallocator")
-
-
 def orth_loss(model: nn.Module) -> torch.Tensor:
     """PEFT's orthogonal regulariser times its weight (same formula as AdaLoraModel.forward)."""
     weight = model.peft_config[ADAPTER_NAME].orth_reg_weight

@@ -19,7 +19,6 @@ from accelerate.utils import send_to_device
 from torch import nn
 
 from ..context import use_task
-from . import adalora
 from .checkpoint import (
     CHECKPOINT_NAME,
     load_checkpoint,
@@ -32,7 +31,8 @@ from .checkpoint import (
 from .config import TrainConfig
 from .evaluation import evaluate_tasks
 from .records import RECORD_FORMAT, RECORD_NAME, package_versions, write_json_atomic
-from .setup import extra_loss, optimizer_groups, save_weights, setup_model, task_loss
+from .runtime import MethodRuntime, runtime_for
+from .setup import optimizer_groups, task_loss
 from .tasks import TaskData, collate, epoch_plan, prepare_tasks
 
 Callback = Callable[[int, nn.Module], Any]
@@ -92,17 +92,17 @@ class Trainer:
         self.sizes = [len(t.train) for t in tasks]
         self.steps_per_epoch = len(self._plan(0))
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
-        model, adapter_config, params = setup_model(model, config, [t.num_labels for t in tasks], self.total_steps)
+        self.runtime: MethodRuntime = runtime_for(config)
+        model = self.runtime.setup(model, [t.num_labels for t in tasks], self.total_steps)
         optimizer = torch.optim.AdamW(optimizer_groups(model, config.weight_decay), lr=config.lr)
         warmup = int(config.warmup_ratio * self.total_steps)
         scheduler = get_linear_schedule_with_warmup(
             optimizer, warmup, self.total_steps * self.accelerator.num_processes)  # accelerate steps it per process
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
-        self.is_adalora = adalora.is_adalora(self.unwrapped)
         self.step, self.bad_evals, self.stopped_early, self.elapsed = 0, 0, False, 0.0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.loss_sum, self.loss_count = 0.0, 0
-        self.record = self._new_record(adapter_config, params)
+        self.record = self._new_record(self.runtime.adapter_config, self.runtime.params)
 
     # --- set-up -----------------------------------------------------------------------------
     @property
@@ -148,7 +148,7 @@ class Trainer:
         with use_task(task_id):
             logits = self.model(**inputs).logits
             loss = task_loss(logits, labels, task.is_regression)
-            extra = extra_loss(self.unwrapped)
+            extra = self.runtime.extra_loss()
             if extra is not None:
                 loss = loss + extra
         if not torch.isfinite(loss.detach()):
@@ -161,8 +161,7 @@ class Trainer:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
-        if self.is_adalora:  # after backward and step, before zero_grad (peft#1801)
-            self.unwrapped.base_model.update_and_allocate(self.step + 1)
+        self.runtime.after_optimizer_step(self.step + 1)  # before zero_grad: AdaLoRA reads the gradients
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach())
 
@@ -180,7 +179,7 @@ class Trainer:
         score = self._score(metrics)
         entry = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
                  "train_loss": self.loss_sum / max(self.loss_count, 1), "metrics": metrics, "score": score}
-        if self.is_adalora:
+        if self.runtime.has_ranks:
             entry["total_rank"] = self._record_rank()["total"]
         self.record["evals"].append(entry)
         self.loss_sum, self.loss_count = 0.0, 0
@@ -206,7 +205,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(), "record": self.record, "bad_evals": self.bad_evals,
             "stopped_early": self.stopped_early, "elapsed": self._wall_time(),
-            "allocator": adalora.allocator_state(self.unwrapped) if self.is_adalora else None,
+            "runtime": self.runtime.state(),
         }
         save_checkpoint(self.output, state)
         write_json_atomic(self.output / RECORD_NAME, self.record)
@@ -221,8 +220,7 @@ class Trainer:
         load_trainable_state(self.unwrapped, state["trainable"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        if state["allocator"] is not None:
-            adalora.load_allocator_state(self.unwrapped, state["allocator"])
+        self.runtime.load_state(state.get("runtime", state.get("allocator")))  # older checkpoints: "allocator"
         self.step, self.best_state, self.record = state["step"], state["best_state"], state["record"]
         self.bad_evals, self.stopped_early, self.elapsed = state["bad_evals"], state["stopped_early"], state["elapsed"]
         set_rng_state(state["rng"])
@@ -237,8 +235,8 @@ class Trainer:
 
         self.started = time.perf_counter()
         epoch, skip = self._resume()
-        if self.is_adalora and not self.record["rank_history"]:  # the starting budget, for plots
-            self.record["rank_history"].append(adalora.rank_snapshot(self.unwrapped, 0))
+        if self.runtime.has_ranks and not self.record["rank_history"]:  # the starting budget, for plots
+            self.record["rank_history"].append(self.runtime.rank_snapshot(0))
         quiet = self.config.quiet or not self.accelerator.is_local_main_process
         self.bar = tqdm(total=self.total_steps, initial=self.step, disable=quiet, dynamic_ncols=True,
                         desc=f"{self.config.method} {','.join(self.config.tasks)}")
@@ -263,7 +261,7 @@ class Trainer:
                 self.bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}")
             for callback in self.callbacks:
                 callback(self.step, self.unwrapped)
-            if self.is_adalora and self.step % self.config.rank_every == 0:
+            if self.runtime.has_ranks and self.step % self.config.rank_every == 0:
                 self._record_rank()
             last_in_epoch = b + 1 == len(plan)
             position = (epoch + 1, 0) if last_in_epoch else (epoch, b + 1)
@@ -273,10 +271,10 @@ class Trainer:
                 return
 
     def _record_rank(self) -> dict[str, Any]:
-        """Append AdaLoRA's rank pattern at this step to the record (once per step)."""
+        """Append the runtime's rank pattern (AdaLoRA's) at this step to the record (once per step)."""
         history = self.record["rank_history"]
         if not history or history[-1]["step"] != self.step:
-            history.append(adalora.rank_snapshot(self.unwrapped, self.step))
+            history.append(self.runtime.rank_snapshot(self.step))
         return history[-1]
 
     def _finish(self) -> RunResult:
@@ -289,7 +287,7 @@ class Trainer:
         record.update(status="completed", steps=self.step, stopped_early=self.stopped_early,
                       wall_time_s=self._wall_time())
         if self.output is not None and self.accelerator.is_main_process:
-            save_weights(model, self.output / "adapter", extra={"tasks": record["tasks"], "best": record["best"]})
+            self.runtime.save(self.output / "adapter", extra={"tasks": record["tasks"], "best": record["best"]})
             record["adapter_path"] = "adapter"
             write_json_atomic(self.output / RECORD_NAME, record)
         self.accelerator.free_memory()
