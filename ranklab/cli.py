@@ -2,23 +2,30 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-# Modules exposing ``add_commands(subparsers)``; each subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = [
-    "ranklab.demo",
-    "ranklab.data.commands",
-    "ranklab.train.commands",
-    "ranklab.experiments.commands",
-]
+from . import demo
+from .data import commands as data_commands
+from .experiments import commands as experiment_commands
+from .train import commands as train_commands
+
+# Each exposes ``add_commands(subparsers)``; each subcommand sets ``func(args) -> int``.
+COMMAND_MODULES = [demo, data_commands, train_commands, experiment_commands]
+
+
+class Parser(argparse.ArgumentParser):
+    """Bad input is one line naming what is wrong (and pointing to --help), exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ranklab", description="Study how LoRA-family adapters use their rank.")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).add_commands(subparsers)
+    """Built at call time, so methods registered after import appear in ``ranklab train --help``."""
+    parser = Parser(prog="ranklab", description="Study how LoRA-family adapters use their rank.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for module in COMMAND_MODULES:
+        module.add_commands(subparsers)
     return parser
 
 

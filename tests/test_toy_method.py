@@ -25,3 +25,11 @@ def test_toy_is_in_every_contract_test():
     for name in contract_tests:
         marks = getattr(getattr(test_contract, name), "pytestmark", [])
         assert any(m.name == "parametrize" and m.args[1] is test_contract.CASES for m in marks), name
+
+
+def test_toy_has_its_cli_flags():
+    from ranklab.cli import build_parser
+    from ranklab.train.commands import config_from_args
+
+    config = config_from_args(build_parser().parse_args(["train", "--method", "toy", "--k", "2", "--alpha", "4"]))
+    assert config.adapter_config().to_dict()["k"] == 2 and config.adapter_config().alpha == 4.0

@@ -19,17 +19,18 @@ ADAPTER_NAME = "default"
 
 @dataclass
 class AdaLoraOptions:
-    init_r: int = 12
-    target_r: int = 8
-    alpha: float = 16.0
-    target_modules: list[str] = field(default_factory=lambda: ["query", "value"])
-    dropout: float = 0.0
-    tinit_ratio: float = 0.1  # share of total steps before the budget starts shrinking
-    tfinal_ratio: float = 0.2  # share of total steps at the final budget (no reallocation)
-    delta_t: int = 1  # steps between reallocations
-    orth_reg_weight: float = 0.5
-    beta1: float = 0.85
-    beta2: float = 0.85
+    init_r: int = field(default=12, metadata={"help": "AdaLoRA: starting rank of every module."})
+    target_r: int = field(default=8, metadata={"help": "AdaLoRA: average rank per module at the end (the budget)."})
+    alpha: float = field(default=16.0, metadata={"help": "Scaling numerator: s = alpha / rank."})
+    target_modules: list[str] = field(default_factory=lambda: ["query", "value"], metadata={
+        "help": "Module-name suffixes to adapt (list) or one regex matched with re.fullmatch."})
+    dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input."})
+    tinit_ratio: float = field(default=0.1, metadata={"help": "AdaLoRA: share of steps before the budget shrinks."})
+    tfinal_ratio: float = field(default=0.2, metadata={"help": "AdaLoRA: share of steps at the final budget."})
+    delta_t: int = field(default=1, metadata={"help": "AdaLoRA: steps between reallocations."})
+    orth_reg_weight: float = field(default=0.5, metadata={"help": "AdaLoRA: weight of the orthogonal regulariser."})
+    beta1: float = field(default=0.85, metadata={"help": "AdaLoRA: EMA factor of the sensitivity."})
+    beta2: float = field(default=0.85, metadata={"help": "AdaLoRA: EMA factor of the uncertainty."})
 
     method = "adalora"
 

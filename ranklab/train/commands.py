@@ -2,16 +2,112 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import typing
 from typing import Any
 
-from .config import TrainConfig
+from .config import ADALORA, TrainConfig, known_methods
 
-# CLI flag -> method option key; only flags given on the command line reach the method config.
-METHOD_FLAGS = {
-    "r": int, "alpha": float, "a": int, "b": int, "r_min": int, "r_max": int, "n_experts": int,
-    "selection": str, "dropout": float, "init_r": int, "target_r": int,
-}
+# Fields without a flag of their own: method options come from the method's config fields (and
+# --option); a run sizes n_tasks and modules_to_save itself (TrainConfig.adapter_config()).
+NO_FLAG = {"adapter"}
+RUN_SET_OPTIONS = {"n_tasks", "modules_to_save"}
+FLAG_NAMES = {"tasks": ("--task", "--tasks")}  # today's names first
+METHOD_DEST = "method_option__"  # argparse dest prefix of method options (no clash with TrainConfig)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _parser_type(hint: Any) -> Any:
+    """argparse ``type`` for a field annotation: int, float, str, a comma list, or bool (None).
+    Fields that may be None also accept the word ``none``."""
+    options = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    if any(typing.get_origin(a) is list or a is list for a in options):
+        return _comma_list
+    kind = options[0]
+    if kind is bool:
+        return None
+    if type(None) not in typing.get_args(hint):
+        return kind
+
+    def optional(text: str) -> Any:
+        return None if text.strip().lower() == "none" else kind(text)
+    optional.__name__ = kind.__name__  # argparse names the type in its error message
+    return optional
+
+
+def _add_field(group: Any, flags: tuple[str, ...], dest: str, hint: Any, help_text: str,
+               default: Any, choices: Any = None) -> None:
+    kind = _parser_type(hint)
+    if kind is None:
+        group.add_argument(*flags, dest=dest, action=argparse.BooleanOptionalAction, default=default, help=help_text)
+        return
+    metavar = "{" + ",".join(choices) + "}" if choices else flags[0].lstrip("-").replace("-", "_").upper()
+    group.add_argument(*flags, dest=dest, type=kind, default=default, choices=choices, metavar=metavar,
+                       help=help_text)
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+
+
+def method_config_classes() -> dict[str, type]:
+    """Every method's options dataclass: the ranklab registry (at call time) plus PEFT AdaLoRA's."""
+    from ..adapters import available_methods, get_method
+    from .adalora import AdaLoraOptions
+
+    classes = {name: get_method(name)[0] for name in available_methods()}
+    classes[ADALORA] = AdaLoraOptions
+    return classes
+
+
+def _add_train_fields(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("training options (TrainConfig)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in NO_FLAG:
+            continue
+        flags = FLAG_NAMES.get(f.name, ("--" + f.name.replace("_", "-"),))
+        default = _field_default(f)
+        if f.name == "method":
+            choices = known_methods()
+        else:
+            choices = f.metadata.get("choices")
+        if isinstance(default, list):
+            default = ",".join(default)
+        _add_field(group, flags, f.name, hints[f.name], f.metadata.get("help", ""), default, choices)
+
+
+def _add_method_fields(parser: argparse.ArgumentParser) -> None:
+    """One flag per method option name; its help lists each method's default."""
+    group = parser.add_argument_group(
+        "method options (only those given reach the method; defaults per method in brackets)")
+    seen: dict[str, tuple[Any, str, dict[str, Any]]] = {}
+    for method, config_class in method_config_classes().items():
+        hints = typing.get_type_hints(config_class)
+        for f in dataclasses.fields(config_class):
+            if f.name in RUN_SET_OPTIONS:
+                continue
+            hint, help_text, defaults = seen.setdefault(f.name, (hints[f.name], f.metadata.get("help", ""), {}))
+            defaults[method] = _field_default(f)
+    for name, (hint, help_text, defaults) in seen.items():
+        if len(defaults) > 1 and len({_show(v) for v in defaults.values()}) == 1:
+            shown = f"every method: {_show(next(iter(defaults.values())))}"
+        else:
+            shown = ", ".join(f"{m}: {_show(v)}" for m, v in defaults.items())
+        _add_field(group, ("--" + name.replace("_", "-"),), METHOD_DEST + name, hint,
+                   f"{help_text} [{shown}]".replace("%", "%%"), argparse.SUPPRESS)  # absent unless given
+    group.add_argument("--option", action="append", metavar="KEY=VALUE",
+                       help="any other method option, as KEY=JSON value")
+
+
+def _show(value: Any) -> str:
+    return ",".join(value) if isinstance(value, list) else str(value)
 
 
 def _parse_option(text: str) -> tuple[str, Any]:
@@ -25,9 +121,8 @@ def _parse_option(text: str) -> tuple[str, Any]:
 
 
 def method_options(args: argparse.Namespace) -> dict[str, Any]:
-    options = {key: getattr(args, key) for key in METHOD_FLAGS if getattr(args, key) is not None}
-    if args.target_modules:
-        options["target_modules"] = [t.strip() for t in args.target_modules.split(",") if t.strip()]
+    """The method options given on the command line (flags, then --option KEY=VALUE)."""
+    options = {key[len(METHOD_DEST):]: value for key, value in vars(args).items() if key.startswith(METHOD_DEST)}
     for text in args.option or []:
         key, value = _parse_option(text)
         options[key] = value
@@ -35,15 +130,8 @@ def method_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        method=args.method, adapter=method_options(args), tasks=args.task, backbone=args.backbone,
-        epochs=args.epochs, max_steps=args.max_steps, lr=args.lr, batch_size=args.batch_size,
-        max_length=args.max_length, weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio,
-        eval_every=args.eval_every, patience=args.patience, seed=args.seed, max_train=args.max_train,
-        max_eval=args.max_eval, sampling=args.sampling, mixed_precision=args.mixed_precision,
-        data_dir=args.data_dir, cache_dir=args.cache_dir, output=args.output,
-        resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-    )
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in NO_FLAG}
+    return TrainConfig(adapter=method_options(args), **values)
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -83,35 +171,11 @@ def run_results(args: argparse.Namespace) -> int:
 
 
 def _add_train(subparsers: Any) -> None:
-    p = subparsers.add_parser("train", help="train an adapter on one or more tasks")
-    p.add_argument("--method", default="lora", help="lora, emd, dylora, rank_router, mor, adalora, ...")
-    p.add_argument("--task", default="movie", help="task name, or comma-separated names for multi-task")
-    p.add_argument("--backbone", default="minilm-l6")
-    p.add_argument("--output", default=None, help="run folder (record.json, checkpoint.pt, adapter/)")
-    for key, kind in METHOD_FLAGS.items():
-        p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=f"method option {key}")
-    p.add_argument("--target-modules", default=None, help="comma-separated module-name suffixes")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="any other method option (JSON value)")
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--max-steps", type=int, default=None)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=128)
-    p.add_argument("--weight-decay", type=float, default=0.01)
-    p.add_argument("--warmup-ratio", type=float, default=0.06)
-    p.add_argument("--eval-every", type=int, default=0, help="steps between evaluations (0: every epoch)")
-    p.add_argument("--patience", type=int, default=None, help="early stop after this many evals without gain")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-train", type=int, default=None, help="cap training examples per task")
-    p.add_argument("--max-eval", type=int, default=None, help="cap validation/test examples per task")
-    p.add_argument("--sampling", default="proportional", help="multi-task sampling: proportional, uniform, temperature")
-    p.add_argument("--mixed-precision", default="no", help="no, fp16 or bf16 (GPU)")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--cache-dir", default=None)
+    p = subparsers.add_parser("train", help="train an adapter on one or more tasks",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _add_train_fields(p)
+    _add_method_fields(p)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--resume", action="store_true", help="continue from the output folder's last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in the output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_train)
 
 

@@ -22,36 +22,41 @@ def known_methods() -> list[str]:
 class TrainConfig:
     """One training run: method + options, task(s), backbone, optimisation and output."""
 
-    method: str = "lora"
+    method: str = field(default="lora", metadata={"help": "Adapter method (a ranklab method or adalora)."})
     adapter: dict[str, Any] = field(default_factory=dict, metadata={"help": "Method options (r, alpha, a, b, ...)."})
-    tasks: list[str] = field(default_factory=lambda: ["movie"])
-    backbone: str = "minilm-l6"
-    epochs: int = 3
-    max_steps: int | None = None  # overrides epochs when set
-    lr: float = 5e-4
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    max_length: int = 128
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 0  # 0: evaluate at the end of every epoch
-    rank_every: int = 10  # steps between snapshots of AdaLoRA's rank pattern (record["rank_history"])
-    patience: int | None = None  # early stop after this many evals without improvement
-    seed: int = 0
-    max_train: int | None = None  # cap on training examples per task
-    max_eval: int | None = None  # cap on validation/test examples per task
-    sampling: str = "proportional"
-    temperature: float = 2.0
-    mixed_precision: str = "no"
-    head_module: str = "classifier"
-    eval_test: bool = True  # evaluate the best model on the test split at the end
-    data_dir: str | None = None
-    cache_dir: str | None = None
-    output: str | None = None  # run folder; None writes nothing
-    resume: bool = False
-    overwrite: bool = False
-    quiet: bool = False
+    tasks: list[str] = field(default_factory=lambda: ["movie"], metadata={
+        "help": "Task name, or comma-separated names for a multi-task run."})
+    backbone: str = field(default="minilm-l6", metadata={"help": "Backbone name (`ranklab backbones`)."})
+    epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
+    max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps; overrides epochs when set."})
+    lr: float = field(default=5e-4, metadata={"help": "Peak learning rate (AdamW, linear warmup and decay)."})
+    batch_size: int = field(default=32, metadata={"help": "Training batch size (one task per batch)."})
+    eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size."})
+    max_length: int = field(default=128, metadata={"help": "Tokens per example (longer ones are cut)."})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay on matrices."})
+    warmup_ratio: float = field(default=0.06, metadata={"help": "Share of steps with a rising learning rate."})
+    max_grad_norm: float | None = field(default=1.0, metadata={"help": "Gradient clipping norm (None: no clipping)."})
+    eval_every: int = field(default=0, metadata={"help": "Steps between evaluations (0: every epoch)."})
+    rank_every: int = field(default=10, metadata={
+        "help": "Steps between snapshots of a changing rank pattern (AdaLoRA; record['rank_history'])."})
+    patience: int | None = field(default=None, metadata={"help": "Early stop after this many evals without gain."})
+    seed: int = field(default=0, metadata={"help": "Random seed (init, data order, sampled ranks)."})
+    max_train: int | None = field(default=None, metadata={"help": "Cap on training examples per task."})
+    max_eval: int | None = field(default=None, metadata={"help": "Cap on validation/test examples per task."})
+    sampling: str = field(default="proportional", metadata={"help": "Multi-task sampling of the next task.",
+                                                            "choices": SAMPLING})
+    temperature: float = field(default=2.0, metadata={"help": "Temperature of sampling='temperature'."})
+    mixed_precision: str = field(default="no", metadata={"help": "Mixed precision (fp16/bf16 on a GPU).",
+                                                         "choices": PRECISIONS})
+    head_module: str = field(default="classifier", metadata={"help": "Name of the classification head (trained)."})
+    eval_test: bool = field(default=True, metadata={"help": "Evaluate the best model on the test split at the end."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder with local GLUE files (instead of the hub)."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Cache folder (default $RANKLAB_CACHE)."})
+    output: str | None = field(default=None, metadata={
+        "help": "Run folder (record.json, checkpoint.pt, adapter/); none: nothing written."})
+    resume: bool = field(default=False, metadata={"help": "Continue from the output folder's last checkpoint."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace a run already in the output folder."})
+    quiet: bool = field(default=False, metadata={"help": "No progress bar."})
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
