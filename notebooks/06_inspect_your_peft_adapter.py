@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ranklab.data.cache import atomic_write_text
+from ranklab.atomic import write_text
 from ranklab.inspect import (
     RankDynamics, adapted_modules, model_report, model_spectra, module_similarity,
     module_spectrum, rank_table,
@@ -213,7 +213,7 @@ if not adapters:
     raise ValueError("no adapter to inspect: set adapter_path, or leave it None for the demo adapters")
 report = pd.concat([model_report(model).assign(adapter=label) for label, model in adapters.items()],
                    ignore_index=True)
-atomic_write_text(output / "06_report.csv", report.to_csv(index=False))
+write_text(output / "06_report.csv", report.to_csv(index=False))
 columns = ["adapter", "layer", "module", "ranks", "params", "sigma_1", "sigma_2", "effective_rank",
            "stable_rank", "energy_rank", "numerical_rank", "relative_delta"]
 report[columns].round(4)

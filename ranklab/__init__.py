@@ -1,5 +1,5 @@
 """ranklab: study how LoRA-family adapters use their rank."""
-__version__ = "0.1.0"
+from .version import __version__
 
 from .adapters import (  # noqa: E402
     AdapterConfig,

@@ -12,14 +12,8 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .adapters import get_method, make_config
+from .backbones import BACKBONES
 
-# hidden size, layers, FFN size of the papers' backbones
-BACKBONES: dict[str, tuple[int, int, int]] = {
-    "roberta-base": (768, 12, 3072),
-    "roberta-large": (1024, 24, 4096),
-    "minilm-l6": (384, 6, 1536),
-    "llama-7b": (4096, 32, 11008),
-}
 # module-name suffix -> (d_in, d_out) as a function of (hidden, ffn)
 _SQUARE = ("query", "key", "value", "attention.output.dense", "q_proj", "k_proj", "v_proj", "o_proj")
 _UP = ("intermediate.dense", "gate_proj", "up_proj")
@@ -30,7 +24,8 @@ def target_shapes(backbone: str, targets: Iterable[str]) -> list[tuple[int, int]
     """(d_in, d_out) of every adapted module: one per target per layer."""
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; known: {', '.join(BACKBONES)}")
-    hidden, layers, ffn = BACKBONES[backbone]
+    spec = BACKBONES[backbone]
+    hidden, layers, ffn = spec.hidden_size, spec.num_layers, spec.ffn_size
     shapes = []
     for target in targets:
         if target in _SQUARE:

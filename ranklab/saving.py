@@ -17,33 +17,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
+from .atomic import write_folder
 from .adapters import config_from_dict
 from .attach import _head_modules, adapter_layers, attach, remove_adapters
+from .version import __version__
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "ranklab_config.json"
-
-
-def _write_folder_atomically(path: str | os.PathLike, write: Any) -> Path:
-    """Call ``write(tmp_dir)`` then swap ``tmp_dir`` into ``path`` (replacing an old folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        write(tmp)
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-            tmp.rename(path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -76,7 +56,7 @@ def save_adapters(model: nn.Module, path: str | os.PathLike, extra: dict[str, An
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"ranklab_version": __version__})
         (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
 
-    return _write_folder_atomically(path, write)
+    return write_folder(path, write)
 
 
 def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
@@ -131,9 +111,9 @@ def export_peft(model: nn.Module, path: str | os.PathLike, **selector: Any) -> P
     """
     from peft import LoraConfig as PeftLoraConfig
 
-    config = model.ranklab_config
+    config = getattr(model, "ranklab_config", None)
     if config is None:
-        raise ValueError("this model has no ranklab adapters to export")
+        raise ValueError("this model has no ranklab adapters to export; call ranklab.attach(model, config) first")
     layers = adapter_layers(model)
     tensors: dict[str, torch.Tensor] = {}
     ranks: dict[str, int] = {}
@@ -160,4 +140,4 @@ def export_peft(model: nn.Module, path: str | os.PathLike, **selector: Any) -> P
         peft_config.save_pretrained(str(tmp))
         save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
 
-    return _write_folder_atomically(path, write)
+    return write_folder(path, write)

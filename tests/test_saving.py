@@ -94,3 +94,8 @@ def test_export_to_peft_gives_same_logits(method, selector, tiny_roberta, token_
     ranks = {m.lora_A["default"].weight.shape[0] for m in peft_model.modules() if hasattr(m, "lora_A") and "default" in getattr(m, "lora_A", {})}
     expected_rank = {"lora": 4, "emd": 2, "emd_wide": 2, "dylora": selector.get("rank", 4)}[method]
     assert ranks == {expected_rank}
+
+
+def test_export_without_adapters_is_a_clear_error(tiny_roberta, tmp_path):
+    with pytest.raises(ValueError, match="has no ranklab adapters to export"):
+        ranklab.export_peft(tiny_roberta(), tmp_path / "peft")

