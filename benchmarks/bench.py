@@ -13,6 +13,7 @@ import platform
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -25,8 +26,6 @@ from bench_models import (  # noqa: E402
     DEVICE,  # noqa: E402,F811
     MOR_OPTIONS,
     build_backbone,
-    mor_dense_loop_output,
-    mor_loop_output,
     peft_lora,
     ranklab_model,
 )
@@ -34,6 +33,7 @@ from spectra_bench import SHAPES, relative_difference, time_all  # noqa: E402
 from spectra_bench import build as build_spectra_model
 
 import ranklab  # noqa: E402
+from ranklab.adapters.mor import mor_loop_reference  # noqa: E402
 from ranklab.inspect import module_spectrum  # noqa: E402
 
 
@@ -174,8 +174,8 @@ def bench_mor_layer(repeats: int, tokens: int = 512, n_experts: int = 8, r: int 
         return lambda: output_fn(x).sum().backward()
 
     rows = []
-    for name, loop_fn in (("dense per-expert loop (test reference)", mor_dense_loop_output),
-                          ("factored per-expert loop", mor_loop_output)):
+    for name, loop_fn in (("dense per-expert loop (test reference)", partial(mor_loop_reference, dense=True)),
+                          ("factored per-expert loop", partial(mor_loop_reference, dense=False))):
         with torch.no_grad():
             error = (layer.adapter_output(x) - loop_fn(layer, x)).abs().max().item()
         t_stack, t_loop = paired_median(run(layer.adapter_output), run(lambda v: loop_fn(layer, v)), repeats)

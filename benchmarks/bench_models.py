@@ -39,24 +39,3 @@ def peft_lora(r: int = 8) -> nn.Module:
     model = get_peft_model(build_backbone(), LoraConfig(r=r, lora_alpha=16, target_modules=TARGETS,
                                                         modules_to_save=["classifier"]))
     return model.to(DEVICE)
-
-
-def mor_dense_loop_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The test suite's reference: build each expert's dense D_i and apply it, one at a time."""
-    gates = torch.softmax(layer.router(x), dim=-1)
-    out = 0
-    for i in range(layer.config.n_experts):
-        d_i = layer.lambda_B[i][:, None] * layer.mor_B * layer.lambda_A[i][None, :] @ layer.mor_A
-        out = out + gates[..., i : i + 1] * (x @ d_i.T) * layer.scaling
-    return out
-
-
-def mor_loop_output(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The best loop over experts: each expert as a factored LoRA (A, lambda_A,i, B, lambda_B,i)."""
-    gates = torch.softmax(layer.router(x), dim=-1)
-    h = x @ layer.mor_A.T
-    out = 0
-    for i in range(layer.config.n_experts):
-        expert = ((h * layer.lambda_A[i]) @ layer.mor_B.T) * layer.lambda_B[i]
-        out = out + gates[..., i : i + 1] * expert
-    return out * layer.scaling

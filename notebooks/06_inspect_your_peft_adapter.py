@@ -5,8 +5,6 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -41,14 +39,13 @@ adapter_path = None        # your PEFT adapter folder, e.g. "my-lora"; None: tra
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
 from ranklab.atomic import write_text
 from ranklab.inspect import (
-    RankDynamics, adapted_modules, model_report, model_spectra, module_similarity,
-    module_spectrum, rank_table,
+    RankDynamics, adapted_modules, check_against_dense, model_report, model_spectra, module_similarity,
+    module_spectrum, rank_table, spectrum_gap,
 )
 from ranklab.inspect.peft_io import load_peft_for_inspection, read_adapter_config
 from ranklab.plots import plot_rank_dynamics, plot_rank_heatmap, plot_similarity, plot_spectra, save_figure
@@ -94,20 +91,11 @@ if adapter_path is not None:
 from peft import AdaLoraConfig, LoraConfig, get_peft_model
 
 from ranklab.backbones import load_backbone
+from ranklab.train.synthetic import token_batch
 
 backbone = "tiny-random" if smoke else "minilm-l6"
 steps = 3 if smoke else 50
 batch_size, length = (4, 12) if smoke else (16, 32)
-
-
-def token_batch(generator: torch.Generator, vocab_size: int, signal: float = 0.7) -> dict:
-    """Random tokens; class c draws a share `signal` of its tokens from its own half of the vocabulary."""
-    labels = torch.randint(0, 2, (batch_size,), generator=generator)
-    start, half = 1000, (vocab_size - 1000) // 2  # the first ids are special and unused tokens
-    own = start + labels[:, None] * half + torch.randint(0, half, (batch_size, length), generator=generator)
-    noise = torch.randint(start, vocab_size, (batch_size, length), generator=generator)
-    ids = torch.where(torch.rand(batch_size, length, generator=generator) < signal, own, noise)
-    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
 
 
 def train(model, lr: float, callback=None) -> list[float]:
@@ -118,7 +106,7 @@ def train(model, lr: float, callback=None) -> list[float]:
     losses = []
     model.train()
     for step in range(steps):
-        loss = model(**token_batch(generator, vocab_size)).loss
+        loss = model(**token_batch(generator, vocab_size, batch_size, length)).loss
         loss.backward()
         optimizer.step()
         if hasattr(model.base_model, "update_and_allocate"):  # AdaLoRA only (peft#1801)
@@ -178,12 +166,6 @@ if adapter_path is None:
 # PEFT next loads the trained head saved with the adapter (`modules_to_save`).
 
 # %%
-def spectrum_gap(a: np.ndarray, b: np.ndarray) -> float:
-    """Largest difference of two spectra; the shorter is padded with zeros (pruned ranks are zeros)."""
-    width = max(len(a), len(b))
-    return float(np.abs(np.pad(a, (0, width - len(a))) - np.pad(b, (0, width - len(b)))).max(initial=0.0))
-
-
 if adapter_path is None:
     for label, trained in {"lora": lora, "adalora": adalora}.items():
         folder = output / f"06_{label}_adapter"
@@ -324,14 +306,11 @@ if len(adapters) >= 2:
 for label, model in adapters.items():
     name = usable(label)["name"].iloc[0]
     module = adapted_modules(model)[name]
-    sigma = module_spectrum(module).double()
-    dense = torch.linalg.svdvals(module.get_delta_weight(module.active_adapters[0]).detach().double())
-    q = len(sigma)
-    difference = float((sigma - dense[:q]).abs().max() / dense[0])
-    rest = float(dense[q:].max() / dense[0]) if len(dense) > q else 0.0
-    print(f"{label} {name}\n  {q} factored vs {len(dense)} dense singular values: max relative difference "
-          f"{difference:.1e}; largest of the other {len(dense) - q}: {rest:.1e} of sigma_1")
-    assert difference < 1e-4 and rest < 1e-4
+    check = check_against_dense(module)
+    print(f"{label} {name}\n  {check['factored']} factored vs {check['dense']} dense singular values: max relative "
+          f"difference {check['max_relative_difference']:.1e}; largest of the other "
+          f"{check['dense'] - check['factored']}: {check['largest_other']:.1e} of sigma_1")
+    assert check["max_relative_difference"] < 1e-4 and check["largest_other"] < 1e-4
 
 # %% [markdown]
 # ## Next

@@ -1,4 +1,5 @@
 """Spectra from factors equal the dense SVD, for every method and for PEFT LoRA / AdaLoRA."""
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -153,3 +154,28 @@ def test_peft_fan_in_fan_out_conv1d():
     (name, factors), = list(model_factors(model))
     module = model.get_submodule(name)
     torch.testing.assert_close(chain(factors).detach(), module.get_delta_weight("default").detach())
+
+
+def test_spectrum_gap_pads_pruned_ranks_with_zeros():
+    from ranklab.inspect import spectrum_gap
+
+    assert spectrum_gap(np.array([3.0, 2.0]), np.array([3.0, 2.0, 0.5])) == 0.5
+    assert spectrum_gap(np.array([]), np.array([])) == 0.0
+    assert spectrum_gap(np.array([1.0]), np.array([0.25])) == 0.75
+
+
+def test_check_against_dense_on_ranklab_and_peft_layers():
+    from peft import LoraConfig, get_peft_model
+
+    from ranklab.inspect import check_against_dense
+
+    torch.manual_seed(0)
+    layer = ranklab.get_method("emd")[1](nn.Linear(20, 16).double(), ranklab.make_config("emd", a=3, b=5)).double()
+    nn.init.normal_(layer.emd_B)
+    check = check_against_dense(layer)
+    assert (check["factored"], check["dense"]) == (3, 16)
+    assert check["max_relative_difference"] < 1e-10 and check["largest_other"] < 1e-10
+    model = get_peft_model(nn.Sequential(nn.Linear(12, 10)), LoraConfig(r=4, target_modules=["0"]))
+    nn.init.normal_(model.base_model.model[0].lora_B["default"].weight)
+    check = check_against_dense(model.base_model.model[0])
+    assert (check["factored"], check["dense"]) == (4, 10) and check["max_relative_difference"] < 1e-5

@@ -7,7 +7,7 @@ from torch import nn
 import ranklab
 from ranklab import make_config
 from ranklab.adapters.lora import LoraConfig, LoraLayer
-from ranklab.adapters.mor import MorConfig, MorLayer
+from ranklab.adapters.mor import MorConfig, MorLayer, mor_loop_reference
 
 from .conftest import randomize_adapters, randomize_layer
 
@@ -19,15 +19,6 @@ def make_layer(d_in=12, d_out=10, seed=0, randomize=True, **options):
     if randomize:
         randomize_layer(layer, seed=seed + 1, std=0.5)
     return layer
-
-
-def loop_reference(layer, x, gates):
-    """sum_i g_i(x) * s * diag(lambda_B,i) B diag(lambda_A,i) A x, one expert at a time."""
-    out = 0
-    for i in range(layer.config.n_experts):
-        d_i = layer.lambda_B[i][:, None] * layer.mor_B * layer.lambda_A[i][None, :] @ layer.mor_A
-        out = out + gates[..., i : i + 1] * (x @ d_i.T) * layer.scaling
-    return out
 
 
 def test_config_validation_names_choices():
@@ -44,12 +35,12 @@ def test_config_validation_names_choices():
     assert MorConfig().r == 32 and MorConfig().n_experts == 8
 
 
-def test_token_router_equals_loop_reference():
+def test_token_router_equals_mor_loop_reference():
     layer = make_layer().double()  # float64 so that 1e-6 measures the algebra, not round-off
     x = torch.randn(3, 7, 12, dtype=torch.float64)
     out = layer.adapter_output(x)
     gates = torch.softmax(x @ layer.router.weight.T, dim=-1)
-    torch.testing.assert_close(out, loop_reference(layer, x, gates), rtol=0, atol=1e-6)
+    torch.testing.assert_close(out, mor_loop_reference(layer, x, gates), rtol=0, atol=1e-6)
     assert layer.last_gates.shape == (3, 7, 3) and layer.last_task is None
     torch.testing.assert_close(layer.last_gates, gates)
     torch.testing.assert_close(layer(x), layer.base(x) + out)
@@ -58,7 +49,7 @@ def test_token_router_equals_loop_reference():
     assert layer.last_gates.shape == (3, 2, 3) and layer.last_task == 2
 
 
-def test_gradients_match_loop_reference():
+def test_gradients_match_mor_loop_reference():
     layer = make_layer()
     x = torch.randn(2, 5, 12)
     target = torch.randn(2, 5, 10)
@@ -66,7 +57,7 @@ def test_gradients_match_loop_reference():
     fast = [p.grad.clone() for p in layer.adapter_parameters()]
     layer.zero_grad()
     gates = torch.softmax(layer.router(x), dim=-1)
-    ((loop_reference(layer, x, gates) - target) ** 2).sum().backward()
+    ((mor_loop_reference(layer, x, gates) - target) ** 2).sum().backward()
     for got, p in zip(fast, layer.adapter_parameters()):
         torch.testing.assert_close(got, p.grad, rtol=1e-5, atol=1e-5)
 
@@ -91,7 +82,7 @@ def test_factors_per_expert_and_gates():
     x = torch.randn(4, 12, dtype=torch.float64)
     for i in range(3):
         onehot = torch.nn.functional.one_hot(torch.tensor([i] * 4), 3).double()
-        torch.testing.assert_close(x @ layer.delta_weight(expert=i).T, loop_reference(layer, x, onehot), atol=1e-6, rtol=0)
+        torch.testing.assert_close(x @ layer.delta_weight(expert=i).T, mor_loop_reference(layer, x, onehot), atol=1e-6, rtol=0)
     g = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
     mixed = sum(g[i] * layer.delta_weight(expert=i) for i in range(3))
     torch.testing.assert_close(layer.delta_weight(gates=g), mixed, rtol=1e-5, atol=1e-6)

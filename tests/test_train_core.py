@@ -173,3 +173,15 @@ def test_runtime_is_chosen_by_method():
     for method in ranklab.available_methods():
         options = {k: v for k, v in ranklab.get_method(method)[0].example().to_dict().items() if k != "method"}
         assert type(runtime_for(TrainConfig(method=method, adapter=options))) is AdapterRuntime
+
+
+def test_token_batch_is_seeded_and_carries_its_signal():
+    from ranklab.train.synthetic import token_batch
+
+    first = token_batch(torch.Generator().manual_seed(0), vocab_size=3000, batch_size=64, length=40)
+    again = token_batch(torch.Generator().manual_seed(0), vocab_size=3000, batch_size=64, length=40)
+    assert all(torch.equal(first[k], again[k]) for k in first) and first["input_ids"].shape == (64, 40)
+    upper = (first["input_ids"] >= 2000).float().mean(dim=1)  # share of tokens in the upper half of the ids
+    assert upper[first["labels"] == 1].mean() > 0.75 > 0.25 > upper[first["labels"] == 0].mean()
+    with pytest.raises(ValueError, match="first_token < vocab_size"):
+        token_batch(torch.Generator(), vocab_size=500)

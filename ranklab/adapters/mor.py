@@ -169,3 +169,25 @@ class MorLayer(AdapterLayer):
                 )
             gates = self._task_gates(self._task(task))
         return [self.mixed_B(gates.to(self.mor_B)) * self.scaling, self.mor_A]
+
+
+def mor_loop_reference(layer: MorLayer, x: torch.Tensor, gates: torch.Tensor | None = None,
+                       dense: bool = True) -> torch.Tensor:
+    """DESIGN's ``sum_i G_i(x) D_i x`` with a Python loop over experts: the vector stack's reference
+    in the tests, the benchmark and notebook 05 (never used in forward).
+
+    ``gates`` (..., N) default to the token router's softmax(W_r x).  ``dense=True`` builds each
+    D_i = s diag(lambda_B,i) B diag(lambda_A,i) A as a (d_out x d_in) matrix; ``dense=False``
+    applies each expert in factored form, the fastest loop (h = A x computed once).
+    """
+    gates = torch.softmax(layer.router(x), dim=-1) if gates is None else gates
+    out = torch.zeros(*x.shape[:-1], layer.d_out, dtype=x.dtype, device=x.device)
+    h = None if dense else x @ layer.mor_A.T
+    for i in range(layer.n_experts):
+        if dense:
+            d_i = layer.lambda_B[i][:, None] * layer.mor_B * layer.lambda_A[i][None, :] @ layer.mor_A
+            expert = x @ d_i.T
+        else:
+            expert = ((h * layer.lambda_A[i]) @ layer.mor_B.T) * layer.lambda_B[i]
+        out = out + gates[..., i : i + 1] * expert
+    return out * layer.scaling

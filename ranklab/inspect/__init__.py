@@ -40,12 +40,14 @@ from .similarity import (
 )
 from .spectra import (
     FactoredSVD,
+    check_against_dense,
     dense_spectrum,
     factored_svd,
     model_spectra,
     module_spectrum,
     module_svd,
     spectrum_from_factors,
+    spectrum_gap,
 )
 
 __all__ = [
@@ -57,5 +59,5 @@ __all__ = [
     "stable_rank", "model_report", "module_row", "rank_table", "module_similarity",
     "row_space_basis", "similarity_grid", "singular_basis", "subspace_similarity", "FactoredSVD",
     "dense_spectrum", "factored_svd", "model_spectra", "module_spectrum", "module_svd",
-    "spectrum_from_factors",
+    "spectrum_from_factors", "spectrum_gap", "check_against_dense",
 ]

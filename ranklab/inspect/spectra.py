@@ -88,3 +88,27 @@ def dense_spectrum(factors: Sequence[torch.Tensor]) -> torch.Tensor:
     """Reference: SVD of the dense product (O(d^3)); for tests and the benchmark only."""
     dense = chain([f.detach().to(_working_dtype(factors)) for f in factors])
     return torch.linalg.svdvals(dense)
+
+
+def spectrum_gap(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest difference of two spectra; the shorter is padded with zeros (pruned ranks are zeros)."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    width = max(len(a), len(b))
+    return float(np.abs(np.pad(a, (0, width - len(a))) - np.pad(b, (0, width - len(b)))).max(initial=0.0))
+
+
+@torch.no_grad()
+def check_against_dense(module: nn.Module, **selector: Any) -> dict[str, float]:
+    """The factored spectrum of one module against ``svdvals`` of its dense ΔW as the adapter itself
+    builds it (PEFT's ``get_delta_weight``, ranklab's ``delta_weight``): the number of each and,
+    relative to sigma_1, the largest difference and the largest dense value beyond the factored ones."""
+    sigma = module_spectrum(module, **selector).double()
+    if hasattr(module, "get_delta_weight"):  # PEFT
+        delta = module.get_delta_weight(selector.get("adapter") or module.active_adapters[0])
+    else:
+        delta = module.delta_weight(**selector)
+    dense = torch.linalg.svdvals(delta.detach().double())
+    q, top = len(sigma), float(dense[0]) if len(dense) and dense[0] > 0 else 1.0
+    return {"factored": q, "dense": len(dense),
+            "max_relative_difference": float((sigma - dense[:q]).abs().max()) / top if q else 0.0,
+            "largest_other": float(dense[q:].max()) / top if len(dense) > q else 0.0}

@@ -56,3 +56,20 @@ def tiny_roberta(num_labels: int, hidden: int = 32, layers: int = 2, dropout: fl
         hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
     )
     return RobertaForSequenceClassification(config)
+
+
+def token_batch(generator: Any, vocab_size: int, batch_size: int = 16, length: int = 32, signal: float = 0.7,
+                first_token: int = 1000) -> dict[str, Any]:
+    """A random two-class batch for a real tokenizer's vocabulary (torch tensors, with labels):
+    class c draws a share ``signal`` of its tokens from its own half of the ids above
+    ``first_token`` (the lower ids are special and unused tokens), the rest is noise."""
+    import torch
+
+    if not first_token < vocab_size - 1 or not 0 < signal <= 1:
+        raise ValueError(f"need first_token < vocab_size - 1 and signal in (0, 1], got {first_token}, {signal}")
+    labels = torch.randint(0, 2, (batch_size,), generator=generator)
+    half = (vocab_size - first_token) // 2
+    own = first_token + labels[:, None] * half + torch.randint(0, half, (batch_size, length), generator=generator)
+    noise = torch.randint(first_token, vocab_size, (batch_size, length), generator=generator)
+    ids = torch.where(torch.rand(batch_size, length, generator=generator) < signal, own, noise)
+    return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
