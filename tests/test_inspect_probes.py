@@ -1,7 +1,7 @@
 """Router probes, task embeddings and their 2-D projection, on fake routers with the router contract.
 
-The contract (shared with ranklab.adapters.rank_router / mor): a router layer sets ``last_gates``
-(detached) and ``last_task`` each forward; task-level routers also have gate_probs(task),
+The contract (shared with ranklab.adapters.rank_router / mor): a router layer passes its gates
+through a ``hook_gates`` HookPoint each forward; task-level routers also have gate_probs(task),
 chosen_rank(task) and task_embeddings().
 """
 import numpy as np
@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import ranklab
-from ranklab.adapters.base import AdapterConfig, AdapterLayer
+from ranklab.adapters.base import AdapterConfig, AdapterLayer, HookPoint
 from ranklab.inspect import (
     RouterProbe,
     last_layer_names,
@@ -33,7 +33,7 @@ class FakeTaskRouter(AdapterLayer):
         self.B = nn.Parameter(torch.randn(self.d_out, r))
         self.E = nn.Parameter(torch.randn(n_tasks, self.d_in))
         self.gate = nn.Linear(self.d_in, r)
-        self.last_gates, self.last_task = None, None
+        self.hook_gates = HookPoint()
 
     def gate_probs(self, task: int) -> torch.Tensor:
         return torch.softmax(self.gate(self.E[task]), dim=-1).detach()
@@ -46,8 +46,7 @@ class FakeTaskRouter(AdapterLayer):
 
     def adapter_output(self, x):
         task = ranklab.current_task(required_by="FakeTaskRouter")
-        p = torch.softmax(self.gate(self.E[task]), dim=-1)
-        self.last_gates, self.last_task = p.detach(), task
+        p = self.hook_gates(torch.softmax(self.gate(self.E[task]), dim=-1))
         return ((x @ self.A.T) * p) @ self.B.T
 
     def factors(self, task=None):
@@ -56,16 +55,15 @@ class FakeTaskRouter(AdapterLayer):
 
 
 class FakeTokenRouter(nn.Module):
-    """A plain module with the token-router contract: last_gates (batch, seq, n_experts)."""
+    """A plain module with the token-router contract: gates (batch, seq, n_experts) through hook_gates."""
 
     def __init__(self) -> None:
         super().__init__()
         self.router = nn.Linear(D, N_EXPERTS)
-        self.last_gates, self.last_task = None, None
+        self.hook_gates = HookPoint()
 
     def forward(self, x):
-        gates = torch.softmax(self.router(x), dim=-1)
-        self.last_gates, self.last_task = gates.detach(), ranklab.current_task()
+        gates = self.hook_gates(torch.softmax(self.router(x), dim=-1))
         return x + gates.sum(-1, keepdim=True)
 
 
@@ -113,12 +111,15 @@ def test_token_gates_and_padding_mask():
     model = make_model()
     x = torch.randn(2, 5, D)
     mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]])
+    seen = []  # an independent hook on the same HookPoint: the gates the layer really used
+    handle = model.layer[0].mix.hook_gates.register_forward_hook(lambda m, args, out: seen.append(out))
     with RouterProbe(model, names=["layer.0.mix"]) as probe:
         with ranklab.use_task(1), torch.no_grad():
             model.forward(x)
-            expected = model.layer[0].mix.last_gates
+            expected = seen[0]
             probe.token_mask = mask
             model.forward(x)
+    handle.remove()
     tokens = probe.token_gates("layer.0.mix")
     assert tokens.shape == (10 + 8, N_EXPERTS)  # all tokens, then only the 8 real ones
     np.testing.assert_allclose(tokens[:10], expected.reshape(10, N_EXPERTS).numpy())
@@ -130,7 +131,7 @@ def test_token_gates_and_padding_mask():
 
 
 def _hook_count(model):
-    return sum(len(m._forward_hooks) for m in router_layers(model).values())
+    return sum(len(m._forward_hooks) for m in model.modules())
 
 
 def test_hooks_removed_also_when_forward_raises():

@@ -1,4 +1,5 @@
 """mor: Mixture of Ranks, shared A and B with per-expert scaling vectors, one batched pass."""
+import numpy as np
 import pytest
 import torch
 from peft import PeftModel
@@ -6,6 +7,7 @@ from torch import nn
 
 import ranklab
 from ranklab import make_config
+from ranklab.inspect import RouterProbe
 from ranklab.adapters.lora import LoraConfig, LoraLayer
 from ranklab.adapters.mor import MorConfig, MorLayer, mor_loop_reference
 
@@ -38,15 +40,17 @@ def test_config_validation_names_choices():
 def test_token_router_equals_mor_loop_reference():
     layer = make_layer().double()  # float64 so that 1e-6 measures the algebra, not round-off
     x = torch.randn(3, 7, 12, dtype=torch.float64)
-    out = layer.adapter_output(x)
+    with RouterProbe(layer) as probe:
+        out = layer.adapter_output(x)
+        with ranklab.use_task(2):
+            layer(x[:, :2])
     gates = torch.softmax(x @ layer.router.weight.T, dim=-1)
     torch.testing.assert_close(out, mor_loop_reference(layer, x, gates), rtol=0, atol=1e-6)
-    assert layer.last_gates.shape == (3, 7, 3) and layer.last_task is None
-    torch.testing.assert_close(layer.last_gates, gates)
+    first, second = probe.records
+    assert first["task"] is None and first["gates"].shape == (3 * 7, 3) and first["per_token"]
+    np.testing.assert_allclose(first["gates"], gates.detach().reshape(-1, 3).numpy(), rtol=1e-6)
+    assert second["task"] == 2 and second["gates"].shape == (3 * 2, 3)
     torch.testing.assert_close(layer(x), layer.base(x) + out)
-    with ranklab.use_task(2):
-        layer(x[:, :2])
-    assert layer.last_gates.shape == (3, 2, 3) and layer.last_task == 2
 
 
 def test_gradients_match_mor_loop_reference():
@@ -121,10 +125,10 @@ def test_task_router_merges_and_exports_per_task(tiny_roberta, token_batch, tmp_
     layer = next(iter(ranklab.adapter_layers(model).values()))
     assert layer.mergeable and layer.task_embeddings().shape == (2, 32)
     for task in range(2):
-        with torch.no_grad(), ranklab.use_task(task):
+        with torch.no_grad(), ranklab.use_task(task), RouterProbe(model) as probe:
             routed = model(**token_batch).logits
-            assert layer.last_gates.shape == (3,) and layer.last_task == task
-            torch.testing.assert_close(layer.last_gates, layer.gate_probs(task))
+            gates = probe.mean_gates(task)[next(iter(ranklab.adapter_layers(model)))]
+            torch.testing.assert_close(gates, layer.gate_probs(task).float())
             ranklab.merge_adapters(model, task=task)
             merged = model(**token_batch).logits
             ranklab.unmerge_adapters(model)

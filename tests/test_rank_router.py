@@ -1,4 +1,5 @@
 """rank_router: task-specific rank allocation (each rank an expert), routed by ranklab.use_task."""
+import numpy as np
 import pytest
 import torch
 from peft import PeftModel
@@ -6,6 +7,7 @@ from torch import nn
 
 import ranklab
 from ranklab import make_config
+from ranklab.inspect import RouterProbe
 from ranklab.adapters.rank_router import (
     RankRouterConfig,
     RankRouterLayer,
@@ -54,12 +56,13 @@ def test_forward_equals_factors_per_task(selection):
     layer = make_layer(selection=selection, top_k=3)
     x = torch.randn(4, 5, 12)
     for task in range(3):
-        with ranklab.use_task(task):
+        with ranklab.use_task(task), RouterProbe(layer) as probe:
             out = layer(x) - layer.base(x)
         torch.testing.assert_close(out, x @ layer.delta_weight(task=task).T, rtol=1e-5, atol=1e-6)
-        assert layer.last_task == task and layer.last_gates.shape == (6,)
-        torch.testing.assert_close(layer.last_gates, layer.gate_probs(task))
-        assert abs(float(layer.last_gates.sum()) - 1.0) < 1e-6
+        [record] = probe.records  # one forward, one gate vector, with its task
+        assert record["task"] == task and record["gates"].shape == (1, 6)
+        np.testing.assert_allclose(record["gates"][0], layer.gate_probs(task).numpy(), rtol=1e-6)
+        assert abs(float(record["gates"].sum()) - 1.0) < 1e-6
         rank = layer.factors(task=task)[1].shape[0]
         assert rank == layer.chosen_rank(task)
         if selection == "prefix":
@@ -226,3 +229,16 @@ def test_plain_training_loop_with_extra_loss(tiny_roberta):
         losses.append(loss.item())
     assert isinstance(extra, torch.Tensor) and extra.item() > 0
     assert losses[-2] + losses[-1] < 0.5 * (losses[0] + losses[1]), losses
+
+
+def test_probe_sees_no_gates_from_a_merged_router(tiny_roberta, token_batch):
+    """Gates come from hook points in the forward pass: a merged layer skips its router, so a probe
+    records nothing (no stale state to filter)."""
+    model = tiny_roberta()
+    ranklab.attach(model, make_config("rank_router", r=4, n_tasks=2))
+    with torch.no_grad(), ranklab.use_task(0):
+        model(**token_batch)
+        ranklab.merge_adapters(model, task=0)
+        with RouterProbe(model) as probe:
+            model(**token_batch)
+    assert probe.records == []

@@ -132,6 +132,14 @@ def chain(factors: Sequence[torch.Tensor]) -> torch.Tensor:
     return product
 
 
+class HookPoint(nn.Identity):
+    """Names a tensor inside a layer so that forward hooks can read it (TransformerLens style).
+
+    Routers pass their gates through ``self.hook_gates``; ``RouterProbe`` hooks these modules, so it
+    sees exactly the gates of each forward pass (a merged layer skips its router, and no hook fires).
+    """
+
+
 class AdapterLayer(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable low-rank update."""
 

@@ -28,6 +28,7 @@ from .base import (
     TASK_ROUTED,
     AdapterConfig,
     AdapterLayer,
+    HookPoint,
     check_choice,
     check_positive_int,
     check_rank,
@@ -77,8 +78,7 @@ class MorLayer(AdapterLayer):
         if config.router == "task":
             self.task_embedding = nn.Parameter(torch.randn(config.n_tasks, self.d_in) * self.d_in ** -0.5)
         self.router = nn.Linear(self.d_in, n, bias=False)
-        self.last_gates: torch.Tensor | None = None  # (..., N) token router, (N,) task router
-        self.last_task: int | None = None
+        self.hook_gates = HookPoint()  # sees the gates of every forward: (..., N) per token, (N,) per task
 
     @property
     def mergeable(self) -> bool:  # type: ignore[override]
@@ -134,11 +134,9 @@ class MorLayer(AdapterLayer):
         h = x @ self.mor_A.T  # (..., r)
         if self.config.router == "task":
             task = self._task(None)
-            gates = self._task_gates(task)
-            self.last_gates, self.last_task = gates.detach(), task
+            gates = self.hook_gates(self._task_gates(task))
             return h @ self.mixed_B(gates).T * self.scaling
-        gates = torch.softmax(self.router(x), dim=-1)  # (..., N)
-        self.last_gates, self.last_task = gates.detach(), current_task()
+        gates = self.hook_gates(torch.softmax(self.router(x), dim=-1))  # (..., N)
         coef = (gates[..., :, None] * self.lambda_A) * h[..., None, :]  # (..., N, r)
         kernel = (self.lambda_B[:, None, :] * self.mor_B.T).reshape(-1, self.d_out)  # (N*r, d_out)
         return coef.flatten(-2) @ kernel * self.scaling

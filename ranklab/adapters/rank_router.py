@@ -40,6 +40,7 @@ from .base import (
     TASK_ROUTED,
     AdapterConfig,
     AdapterLayer,
+    HookPoint,
     check_choice,
     check_positive_int,
     check_rank,
@@ -106,9 +107,9 @@ class RankRouterLayer(AdapterLayer):
                 self.gate.weight.zero_()
                 self.gate.bias.copy_(torch.linspace(0.0, 1.0, r))
         self.n_modules = 1  # rank-router layers in the model; set by on_attach, divides extra_loss
-        self.last_gates: torch.Tensor | None = None  # (r,) gate probabilities of the last forward
-        self.last_task: int | None = None
+        self.hook_gates = HookPoint()  # sees the gate probabilities p (r,) of every forward
         self._query: torch.Tensor | None = None  # normalize(x[:, 0]) of the last forward, detached
+        self._query_task: int | None = None  # its task, the contrastive loss's target
 
     @classmethod
     def on_attach(cls, model: nn.Module, layers: dict[str, "RankRouterLayer"]) -> None:
@@ -163,9 +164,9 @@ class RankRouterLayer(AdapterLayer):
     # --- adapter ----------------------------------------------------------------------------
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         task = self._task(None)
-        p = self._probs(task)
+        p = self.hook_gates(self._probs(task))
         c = self._rank_weights(p)
-        self.last_gates, self.last_task = p.detach(), task
+        self._query_task = task
         first = x[..., 0, :] if x.dim() >= 3 else x  # (batch, seq, d) -> first token
         self._query = F.normalize(first.detach().reshape(-1, self.d_in), dim=-1)
         return ((x @ self.lora_A.T) * c) @ self.lora_B.T * self.scaling
@@ -184,7 +185,7 @@ class RankRouterLayer(AdapterLayer):
             return None
         q = self._query.to(self.task_embedding.dtype)
         logits = q @ F.normalize(self.task_embedding, dim=-1).T / self.config.contrastive_temperature
-        target = torch.full((q.shape[0],), self.last_task, dtype=torch.long, device=q.device)
+        target = torch.full((q.shape[0],), self._query_task, dtype=torch.long, device=q.device)
         return F.cross_entropy(logits, target)
 
     def extra_loss(self) -> torch.Tensor | None:

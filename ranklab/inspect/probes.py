@@ -1,9 +1,10 @@
 """Record router gate probabilities during forward passes.
 
-Router layers (rank_router, mor, or any module following the same contract) are recognised by a
-``last_gates`` attribute: a detached tensor each forward sets - (r,) gate probabilities for the
-current task (rank_router), (n_experts,) (task-level MoR) or (batch, seq, n_experts) per token
-(token-level MoR) - and ``last_task`` (the id from ``ranklab.use_task``, or None).
+Router layers (rank_router, mor, or any module following the same contract) pass their gates
+through a ``hook_gates`` module (``ranklab.adapters.base.HookPoint``, an identity) in every
+forward: (r,) gate probabilities for the current task (rank_router), (n_experts,) (task-level
+MoR) or (batch, seq, n_experts) per token (token-level MoR).  The probe hooks those modules and
+records each call's gates with the task id of ``ranklab.use_task`` (or None).
 
     with RouterProbe(model) as probe:
         for task, batch in batches:
@@ -23,12 +24,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..adapters.base import HookPoint
+from ..context import current_task
 from .factors import layer_index, short_module_name
 
 
 def router_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Modules exposing ``last_gates`` (router layers), by qualified name."""
-    return {name: m for name, m in model.named_modules() if hasattr(m, "last_gates")}
+    """Modules exposing their gates through a ``hook_gates`` HookPoint (router layers), by name."""
+    return {name: m for name, m in model.named_modules() if isinstance(getattr(m, "hook_gates", None), HookPoint)}
 
 
 def _as_samples(gates: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
@@ -51,7 +54,7 @@ class RouterProbe:
     def __init__(self, model: nn.Module, names: list[str] | None = None) -> None:
         layers = router_layers(model)
         if not layers:
-            raise ValueError("model has no router layers (modules with `last_gates`: methods rank_router, mor)")
+            raise ValueError("model has no router layers (modules with a `hook_gates` HookPoint: methods rank_router, mor)")
         if names is not None:
             unknown = [n for n in names if n not in layers]
             if unknown:
@@ -62,19 +65,14 @@ class RouterProbe:
         self.token_mask: torch.Tensor | None = None
         self._handles: list[Any] = []
         self._calls: dict[str, int] = {}  # forward calls seen per layer
-        self._seen: dict[str, torch.Tensor] = {}
 
     def _hook(self, name: str):
-        def record(module: nn.Module, args: tuple, output: Any) -> None:
-            gates = getattr(module, "last_gates", None)
-            if gates is None or gates is self._seen.get(name):
-                return  # no router output, or a stale one (e.g. a merged layer skipped its router)
-            self._seen[name] = gates
+        def record(hook_point: nn.Module, args: tuple, gates: torch.Tensor) -> None:
             call = self._calls.get(name, 0)
             self._calls[name] = call + 1
             self.records.append({
                 "name": name, "layer": layer_index(name), "module": short_module_name(name),
-                "task": getattr(module, "last_task", None), "call": call,
+                "task": current_task(), "call": call,
                 "gates": _as_samples(gates, self.token_mask), "per_token": gates.ndim == 3,
             })
         return record
@@ -83,8 +81,7 @@ class RouterProbe:
         if self._handles:
             raise ValueError("this probe is already recording")
         for name, layer in self.layers.items():
-            self._seen[name] = getattr(layer, "last_gates", None)  # gates from before the probe are stale
-            self._handles.append(layer.register_forward_hook(self._hook(name)))
+            self._handles.append(layer.hook_gates.register_forward_hook(self._hook(name)))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -99,7 +96,7 @@ class RouterProbe:
     def gate_table(self, by: str = "task") -> pd.DataFrame:
         """Mean gate probability per module and group: one row each, columns gate_0..gate_{n-1}.
 
-        ``by="task"`` groups by ``last_task`` (None when no task was set); ``by="call"`` by forward
+        ``by="task"`` groups by the task of ``ranklab.use_task`` (None when no task was set); ``by="call"`` by forward
         call of each layer; ``n_samples`` counts the averaged gate vectors (tokens or calls).
         """
         if by not in ("task", "call"):
