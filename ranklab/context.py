@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import numbers
 from typing import Iterator
 
 _current_task: contextvars.ContextVar[int | None] = contextvars.ContextVar("ranklab_task", default=None)
@@ -29,3 +30,12 @@ def current_task(required_by: str | None = None) -> int | None:
     if task is None and required_by is not None:
         raise ValueError(f"{required_by} needs a task id: wrap the forward pass in `with ranklab.use_task(t):`")
     return task
+
+
+def resolve_task(task: int | None, n_tasks: int, required_by: str) -> int:
+    """``task``, or the current ``use_task`` id when None, checked to be an int in 0..n_tasks-1."""
+    if task is None:
+        task = current_task(required_by=required_by)
+    if not isinstance(task, numbers.Integral) or isinstance(task, bool) or not 0 <= task < n_tasks:
+        raise ValueError(f"task must be an int in 0..{n_tasks - 1} (n_tasks={n_tasks}), got {task!r}")
+    return int(task)

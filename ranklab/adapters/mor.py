@@ -14,26 +14,14 @@ batch the update collapses to ``s * (B * (Omega_B^T diag(g) Omega_A)) A``, a ran
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from ..context import current_task
-from .base import (
-    EXPERT_ROUTED,
-    MERGEABLE_PER_TASK,
-    TASK_EMBEDDINGS,
-    TASK_ROUTED,
-    AdapterConfig,
-    AdapterLayer,
-    HookPoint,
-    check_choice,
-    check_positive_int,
-    check_rank,
-    kaiming_,
-)
+from ..context import resolve_task
+from .base import EXPERT_ROUTED, MERGEABLE_PER_TASK, TASK_EMBEDDINGS, TASK_ROUTED
+from .base import AdapterConfig, AdapterLayer, HookPoint, check_choice, check_positive_int, check_rank, kaiming_
 
 ROUTERS = ("token", "task")
 
@@ -102,12 +90,7 @@ class MorLayer(AdapterLayer):
     def _task(self, task: int | None) -> int:
         if self.config.router != "task":
             raise ValueError("mor with router='token' has no tasks; use router='task' for per-task gates")
-        if task is None:
-            task = current_task(required_by="mor with router='task'")
-        n = self.config.n_tasks
-        if not isinstance(task, numbers.Integral) or isinstance(task, bool) or not 0 <= task < n:
-            raise ValueError(f"task must be an int in 0..{n - 1} (n_tasks={n}), got {task!r}")
-        return int(task)
+        return resolve_task(task, self.config.n_tasks, required_by="mor with router='task'")
 
     def _task_gates(self, task: int) -> torch.Tensor:
         return torch.softmax(self.router(self.task_embedding[task]), dim=-1)

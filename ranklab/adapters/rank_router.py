@@ -25,27 +25,15 @@ merges (``merge(task=t)``) and exports (``export_peft(model, path, task=t)``) pe
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..context import current_task
-from .base import (
-    MERGEABLE_PER_TASK,
-    RANK_CHOOSING,
-    TASK_EMBEDDINGS,
-    TASK_ROUTED,
-    AdapterConfig,
-    AdapterLayer,
-    HookPoint,
-    check_choice,
-    check_positive_int,
-    check_rank,
-    kaiming_,
-)
+from ..context import resolve_task
+from .base import MERGEABLE_PER_TASK, RANK_CHOOSING, TASK_EMBEDDINGS, TASK_ROUTED
+from .base import AdapterConfig, AdapterLayer, HookPoint, check_choice, check_positive_int, check_rank, kaiming_
 
 SELECTIONS = ("prefix", "soft", "topk")
 STRAIGHT_THROUGH = ("all", "chosen")
@@ -122,12 +110,7 @@ class RankRouterLayer(AdapterLayer):
 
     # --- gate -------------------------------------------------------------------------------
     def _task(self, task: int | None) -> int:
-        if task is None:
-            task = current_task(required_by="rank_router")
-        n = self.config.n_tasks
-        if not isinstance(task, numbers.Integral) or isinstance(task, bool) or not 0 <= task < n:
-            raise ValueError(f"task must be an int in 0..{n - 1} (n_tasks={n}), got {task!r}")
-        return int(task)
+        return resolve_task(task, self.config.n_tasks, required_by="rank_router")
 
     def _probs(self, task: int) -> torch.Tensor:
         return torch.softmax(self.gate(self.task_embedding[task]), dim=-1)
