@@ -62,8 +62,8 @@ class RankDynamics:
     @property
     def history(self) -> pd.DataFrame:
         """One row per (step, module): step, name, layer, module, rank measures, delta_fro, sigma."""
-        columns = ["step", "name", "layer", "module", "effective_rank", "stable_rank", "energy_rank",
-                   "numerical_rank", "delta_fro", "sigma"]
+        measures = list(rank_measures(np.ones(1)))  # every measure ranks.py defines, in its order
+        columns = ["step", "name", "layer", "module", *measures, "sigma"]
         frame = pd.DataFrame(self.records, columns=columns)
         frame["layer"] = frame["layer"].astype("Int64")
         return frame
