@@ -6,12 +6,11 @@ temporary folder and moved into place, so a crash never leaves a half-written se
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -59,47 +58,118 @@ def save_adapters(model: nn.Module, path: str | os.PathLike, extra: dict[str, An
     return write_folder(path, write)
 
 
+class AdapterLoadError(ValueError):
+    """A saved adapter set could not be loaded; the model was left exactly as it was given."""
+
+
 def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
     config_file = Path(path) / CONFIG_NAME
     if not config_file.is_file():
-        raise ValueError(f"{path} is not a ranklab adapter folder (no {CONFIG_NAME})")
-    return json.loads(config_file.read_text())
+        raise AdapterLoadError(f"{path} is not a ranklab adapter folder (no {CONFIG_NAME})")
+    try:
+        meta = json.loads(config_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AdapterLoadError(f"{config_file} is damaged ({error}); save the adapters again") from None
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise AdapterLoadError(f"{config_file} holds no adapter config; save the adapters again")
+    return meta
 
 
-def load_adapters(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    weights = path / WEIGHTS_NAME
+    if not weights.is_file():
+        raise AdapterLoadError(f"{path} has no {WEIGHTS_NAME}; save the adapters again")
+    try:
+        return load_file(str(weights))
+    except Exception as error:  # safetensors raises its own error types on damaged files
+        raise AdapterLoadError(f"{weights} is damaged or not a safetensors file ({error}); save the adapters again") from None
+
+
+def _task_head_state(state: dict[str, torch.Tensor], head: str, task: int | None) -> dict[str, torch.Tensor]:
+    """Saved per-task heads (``<head>.heads.<i>.*``) as one plain head (``<head>.*``) for ``task``."""
+    prefix = f"{head}.heads."
+    if not any(k.startswith(prefix) for k in state) or task is None:
+        return state
+    own = f"{prefix}{task}."
+    if not any(k.startswith(own) for k in state):
+        raise AdapterLoadError(f"the saved adapters have no head for task {task}")
+    return {(f"{head}." + k[len(own):] if k.startswith(own) else k): v
+            for k, v in state.items() if k.startswith(own) or not k.startswith(prefix)}
+
+
+def _check_exact(model: nn.Module, state: dict[str, torch.Tensor], path: Path, meta: dict[str, Any]) -> None:
+    """The saved tensors must be exactly the model's adapter (and kept-head) tensors, same shapes."""
+    expected = adapter_state_dict(model)
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    problems = [f"missing {missing[:3]}{' ...' if len(missing) > 3 else ''}"] if missing else []
+    problems += [f"unexpected {unexpected[:3]}{' ...' if len(unexpected) > 3 else ''}"] if unexpected else []
+    problems += [f"{k}: saved {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+                 for k, v in state.items() if k in expected and v.shape != expected[k].shape][:3]
+    problems += [f"{k}: dtype {v.dtype} is not floating point" for k, v in state.items()
+                 if k in expected and not v.is_floating_point() and expected[k].is_floating_point()][:3]
+    if problems:
+        hint = ""
+        if any(".heads." in k for k in unexpected):
+            tasks = (meta.get("extra") or {}).get("tasks")
+            hint = f"; it holds one head per task ({tasks or 'multi-task'}): pass task= to load one into a plain model"
+        raise AdapterLoadError(f"saved adapters from {path} do not fit this model: " + "; ".join(problems) + hint)
+
+
+def load_adapters(model: nn.Module, path: str | os.PathLike, task: int | str | None = None) -> nn.Module:
     """Attach the saved adapters to a fresh base model and load their weights.
 
-    Fails with a clear ValueError on an unknown method, modules the model lacks, or shapes
-    that differ (a different backbone size or rank).
+    Everything is checked before the model changes: a damaged or missing file, an unknown
+    method, modules the model lacks, missing or unexpected tensors, other shapes.  On any failure
+    the model is left exactly as it was given (weights, ``requires_grad`` flags, attributes) and
+    one ``AdapterLoadError`` (a ValueError) says why.  ``task`` loads one task's head of a
+    multi-task set into a plain model's head (a name from the run's tasks, or an id).
     """
+    path = Path(path)
     meta = read_adapter_config(path)
-    config = config_from_dict(meta["config"])  # unknown method -> lists registered ones
-    summary = attach(model, config)
     try:
-        _check_fits(model, path, meta, summary.modules)
-    except ValueError:
-        remove_adapters(model)  # leave the model as it was given
-        raise
-    model.load_state_dict(load_file(str(Path(path) / WEIGHTS_NAME)), strict=False)
+        config = config_from_dict(meta["config"])  # unknown method -> lists registered ones
+    except (ValueError, TypeError) as error:
+        raise AdapterLoadError(f"{path / CONFIG_NAME}: {error}") from None
+    state = _read_weights(path)
+    if task is not None:
+        names = (meta.get("extra") or {}).get("tasks") or []
+        task = names.index(task) if isinstance(task, str) and task in names else task
+        if not isinstance(task, int) or isinstance(task, bool):
+            raise AdapterLoadError(f"task must be a task id or one of the saved tasks {names}, got {task!r}")
+        for head in config.modules_to_save:
+            state = _task_head_state(state, head, task)
+    with restore_on_failure(model):
+        attach(model, config)
+        _check_exact(model, state, path, meta)
+        model.load_state_dict(state, strict=False)  # exactly the adapter and head keys (checked)
+        tasks = (meta.get("extra") or {}).get("tasks")
+        if tasks and task is None:
+            model.ranklab_task_names = list(tasks)
     return model
 
 
-def _check_fits(model: nn.Module, path: str | os.PathLike, meta: dict[str, Any], modules: list[str]) -> None:
-    missing = sorted(set(meta.get("modules", [])) - set(modules))
-    if missing:
-        raise ValueError(f"the saved adapters target modules this model lacks: {missing[:5]}")
-    state = load_file(str(Path(path) / WEIGHTS_NAME))
-    own = model.state_dict()
-    problems = [f"{k}: unexpected" for k in state if k not in own]
-    problems += [
-        f"{k}: saved {tuple(v.shape)} vs model {tuple(own[k].shape)}"
-        for k, v in state.items() if k in own and own[k].shape != v.shape
-    ]
-    if problems:
-        raise ValueError(
-            f"saved adapters from {path} do not fit this model ({len(problems)} problems), e.g. "
-            + "; ".join(problems[:3])
-        )
+@contextlib.contextmanager
+def restore_on_failure(model: nn.Module) -> Iterator[None]:
+    """Undo everything the block did to ``model`` if it raises: adapters, flags, head weights."""
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    weights = {name: p.detach().clone() for name, p in model.named_parameters()}
+    attributes = {a: model.__dict__[a] for a in ("ranklab_config", "ranklab_task_names") if a in model.__dict__}
+    try:
+        yield
+    except BaseException as error:
+        if adapter_layers(model):
+            remove_adapters(model)
+        for attribute in ("ranklab_config", "ranklab_task_names"):
+            model.__dict__.pop(attribute, None)
+        model.__dict__.update(attributes)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(weights[name])
+                p.requires_grad_(flags[name])
+        if isinstance(error, Exception) and not isinstance(error, AdapterLoadError):
+            raise AdapterLoadError(f"could not load the adapters ({type(error).__name__}: {error}); "
+                                   "the model is unchanged") from error
+        raise
 
 
 def export_peft(model: nn.Module, path: str | os.PathLike, **selector: Any) -> Path:

@@ -48,7 +48,7 @@ def test_save_replaces_atomically(tiny_roberta, tmp_path):
 def test_load_into_different_shapes_fails_clearly(tiny_roberta, tmp_path):
     path = ranklab.save_adapters(adapted(tiny_roberta, "lora"), tmp_path / "set")
     smaller = tiny_roberta(hidden=16)
-    with pytest.raises(ValueError, match=r"do not fit this model .*saved \(32, 32\) vs model \(16, 16\)"):
+    with pytest.raises(ValueError, match=r"do not fit this model: .*saved \(32, 32\) vs model \(16, 16\)"):
         ranklab.load_adapters(smaller, path)
     assert not ranklab.adapter_layers(smaller)  # the failed load left the model as it was
 
