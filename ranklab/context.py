@@ -10,14 +10,32 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import numbers
-from typing import Iterator
+from typing import Any, Iterator
 
 _current_task: contextvars.ContextVar[int | None] = contextvars.ContextVar("ranklab_task", default=None)
 
 
+def task_index(model: Any, task: int | str) -> int:
+    """A task id, or the id of a task name the model knows (``model.ranklab_task_names``)."""
+    if isinstance(task, str):
+        names = list(getattr(model, "ranklab_task_names", None) or [])
+        if task not in names:
+            known = f"this model's tasks: {', '.join(names)}" if names else "this model has no task names"
+            raise ValueError(f"unknown task {task!r}; {known} (or pass a task id)")
+        return names.index(task)
+    if not isinstance(task, numbers.Integral) or isinstance(task, bool):
+        raise ValueError(f"a task is an int id (or a name the model knows), got {task!r}")
+    return int(task)
+
+
 @contextlib.contextmanager
-def use_task(task_id: int) -> Iterator[None]:
-    token = _current_task.set(int(task_id))
+def use_task(task: int | str, model: Any = None) -> Iterator[None]:
+    """Route the forward passes inside the block to ``task`` (an id, or a name of ``model``'s tasks)."""
+    if task is None:
+        raise ValueError("use_task needs a task id (an int), or a task name together with model=")
+    if isinstance(task, str) and model is None:
+        raise ValueError(f"task name {task!r} needs the model that knows it: use_task({task!r}, model=model)")
+    token = _current_task.set(task_index(model, task))
     try:
         yield
     finally:

@@ -7,6 +7,7 @@ temporary folder and moved into place, so a crash never leaves a half-written se
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -19,6 +20,7 @@ from torch import nn
 from .atomic import write_folder
 from .adapters import config_from_dict
 from .attach import _head_modules, adapter_layers, attach, remove_adapters
+from .context import task_index
 from .version import __version__
 
 WEIGHTS_NAME = "adapter_model.safetensors"
@@ -172,37 +174,61 @@ def restore_on_failure(model: nn.Module) -> Iterator[None]:
         raise
 
 
+def _check_selector(layer: nn.Module, selector: dict[str, Any]) -> None:
+    valid = [n for n in inspect.signature(layer.factors).parameters if n != "self"]
+    unknown = sorted(set(selector) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown selector {unknown} for method {layer.config.method!r}; "
+                         f"valid selectors: {', '.join(valid) or 'none'}")
+
+
+def _head_tensors(model: nn.Module, config: Any, task: int | None) -> dict[str, torch.Tensor]:
+    """Kept heads by their model names; per-task heads become task ``task``'s plain head."""
+    tensors = {}
+    for name, head in _head_modules(model, config).items():
+        if isinstance(getattr(head, "heads", None), nn.ModuleList):  # ranklab.train.heads.TaskHeads
+            if task is None:
+                raise ValueError(f"{name} holds one head per task: pass task= to export one task's model")
+            head = head.heads[task]
+        for key, value in head.state_dict().items():
+            tensors[f"base_model.model.{name}.{key}"] = value.detach().cpu().contiguous()
+    return tensors
+
+
 def export_peft(model: nn.Module, path: str | os.PathLike, **selector: Any) -> Path:
     """Write a PEFT LoRA adapter equal to the (mergeable) ranklab adapters.
 
     ``selector`` picks one static update where a method needs it (``rank=`` for DyLoRA, ``task=``
-    for the rank router).  Scaling is folded into B and ``lora_alpha`` equals each module's
-    rank, so PEFT's scaling is 1 and the logits match.
+    for the rank router, a task name where the model knows its tasks).  Scaling is folded into B
+    and ``lora_alpha`` equals each module's rank, so PEFT's scaling is 1 and the logits match.
+    After multi-task training, ``task=t`` exports task t's head as the model's plain head, so the
+    folder loads into a plain backbone.  PEFT wraps exactly the modules ranklab adapted.
     """
     from peft import LoraConfig as PeftLoraConfig
 
     config = getattr(model, "ranklab_config", None)
     if config is None:
         raise ValueError("this model has no ranklab adapters to export; call ranklab.attach(model, config) first")
+    if "task" in selector:
+        selector["task"] = task_index(model, selector["task"])
     layers = adapter_layers(model)
     tensors: dict[str, torch.Tensor] = {}
     ranks: dict[str, int] = {}
     for name, layer in layers.items():
         if not layer.mergeable:
             raise ValueError(f"method {config.method!r} is input-dependent and has no static LoRA export")
+        _check_selector(layer, selector)
         with torch.no_grad():
             lora_B, lora_A = layer.lora_factors(**selector)
         ranks[name] = lora_A.shape[0]
         tensors[f"base_model.model.{name}.lora_A.weight"] = lora_A.detach().cpu().contiguous()
         tensors[f"base_model.model.{name}.lora_B.weight"] = lora_B.detach().cpu().contiguous()
-    for name, head in _head_modules(model, config).items():
-        for key, value in head.state_dict().items():
-            tensors[f"base_model.model.{name}.{key}"] = value.detach().cpu().contiguous()
+    tensors.update(_head_tensors(model, config, selector.get("task")))
     r = max(ranks.values())
     pattern = {name: rank for name, rank in ranks.items() if rank != r}
     peft_config = PeftLoraConfig(
         r=r, lora_alpha=r, rank_pattern=pattern, alpha_pattern=dict(pattern),
-        target_modules=sorted({n.rsplit(".", 1)[-1] for n in layers}),
+        target_modules=sorted(layers),  # exact names: a suffix could match modules ranklab never adapted
         modules_to_save=list(config.modules_to_save) or None, lora_dropout=config.dropout,
     )
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
+
+from ..context import current_task
 
 
 # Analysis capabilities a layer declares (``layer.capabilities``).  Analysis, figures and the
@@ -53,15 +56,21 @@ class AdapterConfig:
     method: ClassVar[str] = "base"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.target_modules, str):
+        if isinstance(self.target_modules, str):
+            try:
+                re.compile(self.target_modules)
+            except re.error as error:
+                raise ValueError(f"target_modules {self.target_modules!r} is not a valid regex: {error}") from None
+        elif isinstance(self.target_modules, (list, tuple)) and all(isinstance(t, str) for t in self.target_modules):
             self.target_modules = list(self.target_modules)
             if not self.target_modules:
                 raise ValueError("target_modules is empty: give module-name suffixes or a regex")
+        else:
+            raise ValueError(f"target_modules must be a list of module-name suffixes or one regex string, "
+                             f"got {self.target_modules!r}")
         self.modules_to_save = _as_list(self.modules_to_save)
-        if self.alpha <= 0:
-            raise ValueError(f"alpha must be > 0, got {self.alpha}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        check_real("alpha", self.alpha, low=0.0, low_inclusive=False)
+        check_real("dropout", self.dropout, low=0.0, high=1.0)
 
     @classmethod
     def examples(cls) -> list["AdapterConfig"]:
@@ -101,6 +110,17 @@ class AdapterConfig:
 def check_positive_int(name: str, value: object) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+
+
+def check_real(name: str, value: object, low: float | None = None, high: float | None = None,
+               low_inclusive: bool = True) -> None:
+    """A finite real number (not a string or bool) in [low, high) (or (low, high))."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    if too_low or (high is not None and value >= high):
+        interval = f"{'[' if low_inclusive else '('}{low}, {high if high is not None else 'inf'})"
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
 
 
 def check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
@@ -186,6 +206,7 @@ class AdapterLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         if self.merged_with is not None:
+            self._check_merged_task()
             return out
         x = self.dropout(x)
         own = next(iter(self._parameters.values()), None)  # O(1): the adapter's first own parameter
@@ -205,14 +226,25 @@ class AdapterLayer(nn.Module):
         inner = min(range(len(mats) - 1), key=lambda i: mats[i].shape[1])  # narrowest bond
         return chain(mats[: inner + 1]), chain(mats[inner + 1 :])
 
+    def resolve_selector(self, **selector: Any) -> dict[str, Any]:
+        """The selector with its defaults filled in (e.g. the current task), as merge() records it."""
+        return dict(selector)
+
+    def _check_merged_task(self) -> None:
+        """A layer merged for one task must not silently serve another."""
+        merged, current = self.merged_with.get("task"), current_task()
+        if merged is not None and current is not None and current != merged:
+            raise ValueError(f"{self.module_name} is merged for task {merged}; unmerge() before running task {current}")
+
     @torch.no_grad()
     def merge(self, **selector: Any) -> None:
         if not self.mergeable:
             raise ValueError(f"{self.config.method} adapters depend on the input and cannot merge")
         if self.merged_with is not None:
             raise ValueError(f"{self.module_name} is already merged; unmerge() first")
+        selector = self.resolve_selector(**selector)
         self.base.weight += self.delta_weight(**selector).to(self.base.weight.dtype)
-        self.merged_with = dict(selector)
+        self.merged_with = selector
 
     @torch.no_grad()
     def unmerge(self) -> None:

@@ -52,9 +52,15 @@ class DyLoraLayer(AdapterLayer):
         return range(self.config.r_min, self.config.r_max + 1)
 
     def set_rank(self, rank: int) -> None:
-        if not self.config.r_min <= rank <= self.config.r_max:
-            raise ValueError(f"rank must be in {self.config.r_min}..{self.config.r_max}, got {rank}")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not self.config.r_min <= rank <= self.config.r_max:
+            raise ValueError(f"rank must be an int in {self.config.r_min}..{self.config.r_max}, got {rank!r}")
+        merged = (self.merged_with or {}).get("rank")
+        if merged is not None and rank != merged:
+            raise ValueError(f"{self.module_name} is merged at rank {merged}; unmerge() before setting rank {rank}")
         self.eval_rank = rank
+
+    def resolve_selector(self, rank: int | None = None) -> dict[str, int]:
+        return {"rank": self.eval_rank if rank is None else rank}
 
     def sample_rank(self) -> int:
         return int(torch.randint(self.config.r_min, self.config.r_max + 1, (1,)).item())

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -87,6 +89,11 @@ class MorLayer(AdapterLayer):
         return self.config.n_experts
 
     # --- routing ----------------------------------------------------------------------------
+    def resolve_selector(self, **selector: Any) -> dict[str, Any]:
+        if self.config.router == "task" and not {"expert", "gates"} & set(selector):
+            return {"task": self._task(selector.get("task"))}
+        return dict(selector)
+
     def _task(self, task: int | None) -> int:
         if self.config.router != "task":
             raise ValueError("mor with router='token' has no tasks; use router='task' for per-task gates")

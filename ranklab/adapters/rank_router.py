@@ -109,6 +109,9 @@ class RankRouterLayer(AdapterLayer):
         return self.config.n_tasks
 
     # --- gate -------------------------------------------------------------------------------
+    def resolve_selector(self, task: int | None = None) -> dict[str, int]:
+        return {"task": self._task(task)}
+
     def _task(self, task: int | None) -> int:
         return resolve_task(task, self.config.n_tasks, required_by="rank_router")
 

@@ -24,7 +24,11 @@ ArrayLike = Sequence[float] | np.ndarray | torch.Tensor
 def _sigma(values: ArrayLike) -> np.ndarray:
     if isinstance(values, torch.Tensor):
         values = values.detach().cpu().double().numpy()
-    sigma = np.asarray(values, dtype=np.float64).ravel()
+    sigma = np.asarray(values, dtype=np.float64)
+    if sigma.ndim > 1:
+        raise ValueError(f"rank measures take singular values (1-D), got an array of shape {sigma.shape}; for a "
+                         "matrix use torch.linalg.svdvals, for an adapter ranklab.inspect.module_spectrum")
+    sigma = sigma.ravel()
     if np.any(sigma < 0) or not np.all(np.isfinite(sigma)):
         raise ValueError("singular values must be finite and >= 0")
     return np.sort(sigma)[::-1]

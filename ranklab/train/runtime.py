@@ -39,6 +39,7 @@ class MethodRuntime:
         if len(num_labels) > 1:
             add_task_heads(model, num_labels, self.config.head_module)
         self.model = self._wrap(model, total_steps)
+        self.model.ranklab_task_names = list(self.config.tasks)  # use_task("movie", model=...) and exports
         return self.model
 
     def _wrap(self, model: nn.Module, total_steps: int) -> nn.Module:
