@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
@@ -30,7 +31,7 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
     if path.is_dir():
         path = path / RECORD_NAME
     record = json.loads(path.read_text())
-    if record.get("format") != RECORD_FORMAT:
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
         raise ValueError(f"{path} is not a ranklab results record")
     return record
 
@@ -43,9 +44,13 @@ def find_records(root: str | os.PathLike) -> list[tuple[Path, dict[str, Any]]]:
     found = []
     for path in sorted(root.rglob(RECORD_NAME)):
         try:
-            found.append((path.parent, load_record(path)))
-        except (ValueError, json.JSONDecodeError):
-            continue  # a foreign or half-written file is not a run
+            record = load_record(path)
+            _row(path.parent, record)  # every field the table needs is there
+        except (ValueError, OSError, KeyError, TypeError, AttributeError) as error:
+            warnings.warn(f"skipping {path}: not a readable ranklab results record ({type(error).__name__}: {error})",
+                          stacklevel=2)
+            continue
+        found.append((path.parent, record))
     return found
 
 
