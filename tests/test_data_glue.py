@@ -67,3 +67,19 @@ def test_unreachable_hub_fails_fast_without_network(monkeypatch, hf_cache):
     monkeypatch.setattr(glue_module, "load_dataset", lambda *a, **k: pytest.fail("must not call the hub"))
     with pytest.raises(HubUnreachableError, match="cannot be reached"):
         load_task("cola", cache_dir=hf_cache)
+
+
+def test_a_rewritten_or_renamed_local_folder_is_never_read_stale(tmp_path, hf_cache):
+    first = write_glue_fixture(tmp_path / "a" / "glue", ["sst2"], rows=20, seed=0)
+    before = load_task("sst2", data_dir=first, cache_dir=hf_cache)["test"]["sentence"]
+    write_glue_fixture(first, ["sst2"], rows=20, seed=1)  # the same folder, rewritten
+    rewritten = load_task("sst2", data_dir=first, cache_dir=hf_cache)["test"]["sentence"]
+    assert rewritten != before
+    other = write_glue_fixture(tmp_path / "b" / "glue", ["sst2"], rows=24, seed=2)  # another folder named glue
+    assert len(load_task("sst2", data_dir=other, cache_dir=hf_cache)["test"]) != len(rewritten)
+    assert load_task("sst2", data_dir=first, cache_dir=hf_cache)["test"]["sentence"] == rewritten
+
+
+def test_a_missing_data_dir_is_a_clear_error(tmp_path, hf_cache):
+    with pytest.raises(ValueError, match="is not a folder"):
+        load_task("sst2", data_dir=tmp_path / "nope", cache_dir=hf_cache)

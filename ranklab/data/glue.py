@@ -7,6 +7,7 @@ Split convention (GLUE test labels are hidden):
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -16,6 +17,7 @@ from datasets import ClassLabel, DatasetDict, Value, load_dataset
 
 from ..atomic import write_text
 from ..hub import hub_error, hub_reachable, offline_mode
+from .cache import cache_root
 from .tasks import TaskSpec, available_tasks, get_task
 
 GLUE_HUB_ID = "nyu-mll/glue"  # canonical id of the "glue" dataset on the hub
@@ -45,9 +47,26 @@ def standardize(dataset_dict: DatasetDict, spec: TaskSpec) -> DatasetDict:
     return DatasetDict(out)
 
 
+def local_content_key(data_dir: str | os.PathLike) -> str:
+    """A hash of every file's path and bytes under ``data_dir``: the datasets cache of a local folder
+    is keyed by it, so a rewritten folder, or another folder of the same name, is never read stale."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise ValueError(f"data_dir {str(root)!r} is not a folder")
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 def _load_raw(spec: TaskSpec, cache_dir: str | None, data_dir: str | os.PathLike | None) -> DatasetDict:
     if data_dir is not None:  # a local folder in the hub layout (README configs); same call as the hub
-        return load_dataset(str(data_dir), spec.name, cache_dir=cache_dir)
+        local_cache = cache_root(cache_dir) / "glue-local" / local_content_key(data_dir)
+        return load_dataset(str(data_dir), spec.name, cache_dir=str(local_cache))
     if not offline_mode() and not hub_reachable():
         raise hub_error(f"GLUE task {spec.name!r}")
     try:
