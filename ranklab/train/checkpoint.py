@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -61,4 +62,26 @@ def load_checkpoint(folder: str | os.PathLike) -> dict[str, Any] | None:
     path = Path(folder) / CHECKPOINT_NAME
     if not path.is_file():
         return None
-    return torch.load(path, weights_only=False)  # our own file: it holds RNG tuples and dicts
+    try:
+        state = torch.load(path, weights_only=False)  # our own file: it holds RNG tuples and dicts
+    except Exception as error:  # truncated or foreign file: torch raises many kinds
+        raise ValueError(f"checkpoint {path} is damaged ({type(error).__name__}); it cannot be resumed: "
+                         "start again with --overwrite") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise ValueError(f"{path} is not a ranklab checkpoint; start again with --overwrite")
+    return state
+
+
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and prove it can be written, before any work is spent."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"output {str(folder)!r} is a file, not a folder; choose another --output")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        raise ValueError(f"cannot write to output {str(folder)!r} ({error.strerror or error}); "
+                         "choose a folder you can write") from None
+    return folder

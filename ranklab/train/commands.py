@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import typing
+from pathlib import Path
 from typing import Any
 
 from .config import ADALORA, TrainConfig, known_methods
@@ -134,9 +135,23 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(adapter=method_options(args), **values)
 
 
+def preflight(config: TrainConfig, threads: int | None) -> None:
+    """Every check that needs no model or data, before anything is loaded or trained."""
+    from .checkpoint import check_output_folder
+
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    if config.data_dir is not None and not Path(config.data_dir).is_dir():
+        raise ValueError(f"data_dir {config.data_dir!r} is not a folder")
+    if config.output is not None:
+        check_output_folder(config.output)
+
+
 def run_train(args: argparse.Namespace) -> int:
     from .trainer import train
 
+    config = config_from_args(args)
+    preflight(config, args.threads)
     if args.threads:
         import torch
 
@@ -147,7 +162,7 @@ def run_train(args: argparse.Namespace) -> int:
 
         datasets.disable_progress_bars()
         transformers.utils.logging.disable_progress_bar()
-    result = train(config_from_args(args))
+    result = train(config)
     record = result.record
     print(f"best {record['best']['score']:.4f} at step {record['best']['step']} "
           f"({record['steps']} steps, {record['wall_time_s']:.0f} s)")

@@ -22,6 +22,7 @@ from ..atomic import write_json
 from ..context import use_task
 from .checkpoint import (
     CHECKPOINT_NAME,
+    check_output_folder,
     load_checkpoint,
     load_trainable_state,
     rng_state,
@@ -115,6 +116,7 @@ class Trainer:
             if self.config.resume:
                 raise ValueError("resume needs an output folder")
             return
+        check_output_folder(self.output)
         ours = [self.output / CHECKPOINT_NAME, self.output / RECORD_NAME]
         if any(p.exists() for p in ours) and not (self.config.resume or self.config.overwrite):
             raise ValueError(f"{self.output} already holds a run; pass resume (--resume) to continue it "
@@ -153,7 +155,8 @@ class Trainer:
             if extra is not None:
                 loss = loss + extra
         if not torch.isfinite(loss.detach()):
-            where = f" (last good checkpoint: {self.output / CHECKPOINT_NAME})" if self.output else ""
+            saved = self.output is not None and (self.output / CHECKPOINT_NAME).is_file()
+            where = f" (last good checkpoint: {self.output / CHECKPOINT_NAME})" if saved else " (no checkpoint saved yet)"
             raise NonFiniteLossError(
                 f"loss became {loss.item()} at step {self.step + 1} on task {task.name!r}; stopping{where}. "
                 "Lower the learning rate or enable gradient clipping (max_grad_norm).")

@@ -1,0 +1,54 @@
+"""The CLI checks its input before spending any work: one line naming what is valid, exit code 2."""
+import pytest
+
+from ranklab.cli import main
+from ranklab.train import NonFiniteLossError, TrainConfig, train
+from ranklab.train.synthetic import synthetic_task, tiny_roberta
+
+
+def run_cli(argv, capsys):
+    try:
+        code = main(["train", "--quiet", *argv])
+    except SystemExit as stop:
+        code = stop.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize("make_argv, message", [
+    (lambda tmp: ["--output", str(tmp / "file.txt" / "run")], "cannot write to output"),  # under a file
+    (lambda tmp: ["--output", str(tmp / "file.txt")], "is a file, not a folder"),
+    (lambda tmp: ["--output", "/proc/ranklab-cannot-write-here"], "cannot write to output"),
+    (lambda tmp: ["--data-dir", str(tmp / "nonexistent")], "is not a folder"),
+    (lambda tmp: ["--threads", "-1"], "threads must be >= 1"),
+    (lambda tmp: ["--lr", "inf"], "lr must be a finite number"),
+    (lambda tmp: ["--lr", "nan"], "lr must be a finite number"),
+])
+def test_bad_input_fails_before_any_work(make_argv, message, tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("not a folder")
+    code, err = run_cli(make_argv(tmp_path), capsys)
+    assert code == 2 and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_resume_from_a_truncated_checkpoint_is_a_clear_error(tmp_path):
+    config = dict(method="lora", adapter={"r": 4}, tasks=["synthetic"], max_steps=4, eval_every=2, lr=1e-2,
+                  batch_size=16, quiet=True, output=str(tmp_path / "run"))
+    train(TrainConfig(**config), tasks=[synthetic_task()], model_fn=tiny_roberta)
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="checkpoint .* is damaged .*--overwrite"):
+        train(TrainConfig(**{**config, "resume": True}), tasks=[synthetic_task()], model_fn=tiny_roberta)
+
+
+def test_nan_message_names_no_checkpoint_that_does_not_exist(tmp_path):
+    def poisoned(num_labels):
+        model = tiny_roberta(num_labels)
+        model.classifier.register_forward_hook(lambda m, i, out: out * float("nan") if m.training else None)
+        return model
+    config = TrainConfig(method="lora", adapter={"r": 4}, tasks=["synthetic"], max_steps=4, quiet=True,
+                         output=str(tmp_path / "run"))
+    with pytest.raises(NonFiniteLossError) as error:
+        train(config, tasks=[synthetic_task()], model_fn=poisoned)
+    assert "no checkpoint saved yet" in str(error.value) and "last good checkpoint" not in str(error.value)
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
