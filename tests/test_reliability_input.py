@@ -73,3 +73,10 @@ def test_rank_measures_refuse_a_matrix(measure):
     with pytest.raises(ValueError, match="take singular values .* use torch.linalg.svdvals"):
         measure(np.eye(4))
     assert measure(np.ones(3)) > 0
+
+
+def test_a_rank_one_router_needs_no_top_k_unless_it_selects_top_k():
+    """Found by the property tests: r=1 with the default top_k=2 used to be refused for every selection."""
+    assert ranklab.make_config("rank_router", r=1, n_tasks=2).r == 1
+    with pytest.raises(ValueError, match="top_k=2 must be in 1..r=1"):
+        ranklab.make_config("rank_router", r=1, n_tasks=2, selection="topk")

@@ -62,7 +62,7 @@ class RankRouterConfig(AdapterConfig):
         check_choice("straight_through", self.straight_through, STRAIGHT_THROUGH)
         check_choice("gate_init", self.gate_init, GATE_INITS)
         check_positive_int("top_k", self.top_k)
-        if self.top_k > self.r:
+        if self.selection == "topk" and self.top_k > self.r:  # only top-k selection uses it
             raise ValueError(f"top_k={self.top_k} must be in 1..r={self.r}")
         if self.contrastive_weight < 0:
             raise ValueError(f"contrastive_weight must be >= 0, got {self.contrastive_weight}")
