@@ -10,7 +10,7 @@ STAMP      := $(VENV)/.ranklab-installed
 
 SCALE      ?= embedded
 
-.PHONY: setup run reproduce figures demo bench test test-slow clean-venv
+.PHONY: setup run reproduce figures demo bench test test-slow test-dist clean-venv
 
 setup: $(STAMP)
 
@@ -43,6 +43,10 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -m slow $(PYTEST_ARGS)
+
+# Two CPU processes through torch.distributed (gloo): multi-process training checks (about 2 minutes).
+test-dist: setup
+	$(BIN)/python -m pytest -m distributed $(PYTEST_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -13,6 +13,7 @@ import numbers
 from typing import Any, Iterator
 
 _current_task: contextvars.ContextVar[int | None] = contextvars.ContextVar("ranklab_task", default=None)
+_continuing_step: contextvars.ContextVar[bool] = contextvars.ContextVar("ranklab_continuing_step", default=False)
 
 
 def task_index(model: Any, task: int | str) -> int:
@@ -57,3 +58,18 @@ def resolve_task(task: int | None, n_tasks: int, required_by: str) -> int:
     if not isinstance(task, numbers.Integral) or isinstance(task, bool) or not 0 <= task < n_tasks:
         raise ValueError(f"task must be an int in 0..{n_tasks - 1} (n_tasks={n_tasks}), got {task!r}")
     return int(task)
+
+
+@contextlib.contextmanager
+def continuing_step() -> Iterator[None]:
+    """Forward passes inside continue the current optimizer step (gradient accumulation's later
+    micro-batches): per-step choices, like DyLoRA's sampled rank, are kept, not drawn again."""
+    token = _continuing_step.set(True)
+    try:
+        yield
+    finally:
+        _continuing_step.reset(token)
+
+
+def is_continuing_step() -> bool:
+    return _continuing_step.get()

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..context import is_continuing_step
+from ..distributed import broadcast_int
 from .base import MERGEABLE, RANK_SLICEABLE, AdapterConfig, AdapterLayer, check_positive_int, check_rank, kaiming_
 
 
@@ -71,8 +73,9 @@ class DyLoraLayer(AdapterLayer):
         layer_list = list(layers.values())
 
         def sample_shared_rank(module: nn.Module, args: tuple) -> None:
-            if module.training and layer_list:
-                rank = layer_list[0].sample_rank()
+            if module.training and layer_list and not is_continuing_step():
+                # several processes: process 0's draw, so every process trains the same rank
+                rank = broadcast_int(layer_list[0].sample_rank(), layer_list[0].lora_A.device)
                 for layer in layer_list:
                     layer.train_rank = min(max(rank, layer.config.r_min), layer.config.r_max)
 

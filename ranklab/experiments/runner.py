@@ -72,8 +72,15 @@ def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True)
     result = train(config, **inputs)
     analysis = analyse_run(result.model, result.tasks, config.method, result.collator,
                            config.eval_batch_size)
-    write_json(folder / ANALYSIS_NAME, analysis)
+    if is_main_process():  # several processes (torchrun / accelerate launch): one writer
+        write_json(folder / ANALYSIS_NAME, analysis)
     return result.record
+
+
+def is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def run_recipes(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",

@@ -31,7 +31,10 @@ class TrainConfig:
     epochs: int = field(default=3, metadata={"help": "Passes over the training data."})
     max_steps: int | None = field(default=None, metadata={"help": "Optimizer steps; overrides epochs when set."})
     lr: float = field(default=5e-4, metadata={"help": "Peak learning rate (AdamW, linear warmup and decay)."})
-    batch_size: int = field(default=32, metadata={"help": "Training batch size (one task per batch)."})
+    batch_size: int = field(default=32, metadata={
+        "help": "Global training batch per optimizer step, shared by all processes (one task per batch)."})
+    gradient_accumulation_steps: int = field(default=1, metadata={
+        "help": "Micro-batches per optimizer step (the global batch_size is split into them)."})
     eval_batch_size: int = field(default=64, metadata={"help": "Evaluation batch size."})
     max_length: int = field(default=128, metadata={"help": "Tokens per example (longer ones are cut)."})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay on matrices."})
@@ -73,7 +76,7 @@ class TrainConfig:
         for name in ("output", "data_dir", "cache_dir"):  # plain strings keep the config JSON-ready
             if getattr(self, name) is not None:
                 setattr(self, name, str(getattr(self, name)))
-        for name in ("epochs", "batch_size", "eval_batch_size", "max_length"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("max_steps", "max_train", "max_eval", "patience"):

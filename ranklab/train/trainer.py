@@ -7,6 +7,7 @@ the mean of the tasks' main metrics, saves a checkpoint, and may stop early.  A 
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from accelerate.utils import send_to_device
 from torch import nn
 
 from ..atomic import write_json
-from ..context import use_task
+from ..context import continuing_step, use_task
 from .checkpoint import (
     CHECKPOINT_NAME,
     check_output_folder,
@@ -31,6 +32,7 @@ from .checkpoint import (
     trainable_state,
 )
 from .config import TrainConfig
+from ..distributed import micro_batches, share
 from .evaluation import evaluate_tasks
 from .records import RECORD_FORMAT, RECORD_NAME, package_versions
 from .runtime import MethodRuntime, runtime_for
@@ -81,16 +83,30 @@ def train(config: TrainConfig, *, tasks: Sequence[TaskData] | None = None,
     return Trainer(config, model, list(tasks), collator, callbacks).fit()
 
 
+def _allow_new_precision(mixed_precision: str) -> None:
+    """Accelerate keeps one precision per Python process; a notebook that trains in fp32 and then
+    in bf16 needs it set again (its internal reset; the process group, if any, is kept)."""
+    from accelerate.state import AcceleratorState
+
+    current = AcceleratorState._shared_state.get("_mixed_precision")
+    if current is not None and str(current) != mixed_precision:
+        AcceleratorState._reset_state(reset_partial_state=False)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, model: nn.Module, tasks: list[TaskData],
                  collator: Callable | None = None, callbacks: Sequence[Callback] = ()) -> None:
         from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
         from transformers import get_linear_schedule_with_warmup
 
         self.config, self.tasks, self.collator, self.callbacks = config, tasks, collator, list(callbacks)
         self.output = Path(config.output) if config.output else None
+        # several processes: a multi-task step leaves the other tasks' heads unused, which DDP must allow
+        _allow_new_precision(config.mixed_precision)
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=[ddp])
         self._check_output()
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision)
         self.sizes = [len(t.train) for t in tasks]
         self.steps_per_epoch = len(self._plan(0))
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
@@ -121,15 +137,15 @@ class Trainer:
         if any(p.exists() for p in ours) and not (self.config.resume or self.config.overwrite):
             raise ValueError(f"{self.output} already holds a run; pass resume (--resume) to continue it "
                              "or overwrite (--overwrite) to start again")
-        if self.config.overwrite:
+        if self.config.overwrite and self.accelerator.is_main_process:
             for path in ours:
                 path.unlink(missing_ok=True)
             shutil.rmtree(self.output / "adapter", ignore_errors=True)
+        self.accelerator.wait_for_everyone()  # no process starts while the main one clears the folder
 
     def _plan(self, epoch: int) -> list[tuple[int, list[int]]]:
-        plan = epoch_plan(self.sizes, self.config, epoch)
-        with self.accelerator.split_between_processes(plan, apply_padding=True) as mine:
-            return list(mine)
+        """Global batches: every process walks the same plan and takes its share of each batch."""
+        return epoch_plan(self.sizes, self.config, epoch)
 
     def _new_record(self, adapter_config: dict[str, Any], params: dict[str, int]) -> dict[str, Any]:
         c = self.config
@@ -144,9 +160,9 @@ class Trainer:
         }
 
     # --- one step ---------------------------------------------------------------------------
-    def _train_step(self, task_id: int, indices: list[int]) -> float:
+    def _forward_loss(self, task_id: int, rows: list[int]) -> torch.Tensor:
         task = self.tasks[task_id]
-        inputs, labels = collate([task.train[i] for i in indices], self.collator, task.is_regression)
+        inputs, labels = collate([task.train[i] for i in rows], self.collator, task.is_regression)
         inputs, labels = send_to_device(inputs, self.accelerator.device), labels.to(self.accelerator.device)
         with use_task(task_id):
             logits = self.model(**inputs).logits
@@ -160,20 +176,36 @@ class Trainer:
             raise NonFiniteLossError(
                 f"loss became {loss.item()} at step {self.step + 1} on task {task.name!r}; stopping{where}. "
                 "Lower the learning rate or enable gradient clipping (max_grad_norm).")
-        self.accelerator.backward(loss)
+        return loss
+
+    def _train_step(self, task_id: int, indices: list[int]) -> float:
+        """One optimizer step on the global batch ``indices`` (this process's share, in micro-batches)."""
+        world = self.accelerator.num_processes
+        mine = share(indices, self.accelerator.process_index, world)
+        chunks = micro_batches(mine, len(indices), world, self.config.gradient_accumulation_steps)
+        total = 0.0
+        for i, (rows, weight) in enumerate(chunks):
+            last = i == len(chunks) - 1  # gradients are averaged over processes once, after the last
+            same_step = continuing_step() if i > 0 else contextlib.nullcontext()
+            with same_step, contextlib.nullcontext() if last else self.accelerator.no_sync(self.model):
+                loss = self._forward_loss(task_id, rows or indices[:1])
+                self.accelerator.backward(loss * weight if weight != 1.0 else loss)
+            total += float(loss.detach()) * weight
+        if world > 1:  # the global batch's mean loss, for the record (each process holds its share)
+            total = float(self.accelerator.reduce(torch.tensor(total, device=self.accelerator.device), "mean"))
         if self.config.max_grad_norm:
             self.accelerator.clip_grad_norm_(self.model.parameters(), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.runtime.after_optimizer_step(self.step + 1)  # before zero_grad: AdaLoRA reads the gradients
         self.optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return total
 
     # --- evaluation -------------------------------------------------------------------------
     def evaluate(self, split: str = "validation") -> dict[str, dict[str, float]]:
         """Metrics per task on ``split`` (tasks without that split are left out)."""
         return evaluate_tasks(self.model, self.tasks, self.collator, split, self.config.eval_batch_size,
-                              self.accelerator.device)
+                              self.accelerator.device, accelerator=self.accelerator)
 
     def _score(self, metrics: dict[str, dict[str, float]]) -> float:
         return float(np.mean([metrics[t.name][t.main_metric] for t in self.tasks]))
@@ -200,14 +232,19 @@ class Trainer:
 
     # --- checkpoints ------------------------------------------------------------------------
     def _save_checkpoint(self, position: tuple[int, int]) -> None:
-        if self.output is None or not self.accelerator.is_main_process:
+        if self.output is None:
+            return
+        from accelerate.utils import gather_object
+
+        rngs = gather_object([rng_state()]) if self.accelerator.num_processes > 1 else None  # a collective
+        if not self.accelerator.is_main_process:
             return
         self.record["steps"], self.record["wall_time_s"] = self.step, self._wall_time()
         state = {
             "config": self.config.to_dict(), "step": self.step, "position": position,
             "trainable": trainable_state(self.unwrapped), "best_state": self.best_state,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(), "record": self.record, "bad_evals": self.bad_evals,
+            "rng": rng_state(), "rng_per_process": rngs, "record": self.record, "bad_evals": self.bad_evals,
             "stopped_early": self.stopped_early, "elapsed": self._wall_time(),
             "runtime": self.runtime.state(),
         }
@@ -227,7 +264,9 @@ class Trainer:
         self.runtime.load_state(state.get("runtime", state.get("allocator")))  # older checkpoints: "allocator"
         self.step, self.best_state, self.record = state["step"], state["best_state"], state["record"]
         self.bad_evals, self.stopped_early, self.elapsed = state["bad_evals"], state["stopped_early"], state["elapsed"]
-        set_rng_state(state["rng"])
+        per_process = state.get("rng_per_process")
+        same_world = per_process is not None and len(per_process) == self.accelerator.num_processes
+        set_rng_state(per_process[self.accelerator.process_index] if same_world else state["rng"])
         return tuple(state["position"])
 
     def _wall_time(self) -> float:

@@ -1,0 +1,50 @@
+"""Several processes through Accelerate: how a global batch is shared and how results are gathered.
+
+``TrainConfig.batch_size`` is the global batch: every optimizer step sees the same examples
+whether one process or N run it.  Process k takes the k-th contiguous share of the batch and
+splits it into ``gradient_accumulation_steps`` micro-batches; each micro-batch's mean loss is
+weighted by its share of the global batch times N (DDP averages gradients over processes), so
+the summed gradient is the global batch's mean-loss gradient.  With one process and no
+accumulation the weight is exactly 1.  Evaluation splits rows the same way, pads the last share
+with repeats and keeps only the first n gathered predictions, so no example counts twice.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+
+def share(items: Sequence[Any], index: int, count: int) -> list[Any]:
+    """The ``index``-th of ``count`` contiguous, near-equal shares of ``items`` (may be empty)."""
+    size, extra = divmod(len(items), count)
+    start = index * size + min(index, extra)
+    return list(items[start:start + size + (1 if index < extra else 0)])
+
+
+def micro_batches(indices: Sequence[int], global_size: int, world: int, steps: int) -> list[tuple[list[int], float]]:
+    """(rows, loss weight) per micro-batch of one process's share; at least one (a zero-weight
+    stand-in when the share is empty, so every process runs the same collective backward)."""
+    chunks = [c for c in (share(indices, i, steps) for i in range(steps)) if c]
+    if not chunks:
+        return [([], 0.0)]
+    return [(chunk, len(chunk) * world / global_size) for chunk in chunks]
+
+
+def padded_share(n: int, index: int, count: int) -> list[int]:
+    """Row ids of this process's evaluation share, padded by repeating its last row (or row 0) so
+    that every process holds ceil(n / count) rows and ``gather`` can concatenate them."""
+    per = -(-n // count)
+    rows = list(range(index * per, min(n, (index + 1) * per)))
+    return rows + [rows[-1] if rows else 0] * (per - len(rows))
+
+
+def broadcast_int(value: int, device: torch.device | None = None) -> int:
+    """``value`` of process 0 on every process (unchanged without torch.distributed)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return value
+    tensor = torch.tensor([value], device=device)
+    dist.broadcast(tensor, src=0)
+    return int(tensor.item())
