@@ -63,26 +63,26 @@ def test_shape_mismatch_restores_requires_grad_flags(saved, tiny_roberta):
     assert_unchanged(model, before)  # attach froze everything; the flags are back as they were
 
 
-def test_missing_and_unexpected_keys_are_named(saved, tiny_roberta):
-    state = load_file(str(saved / WEIGHTS_NAME))
-    dropped = next(k for k in state if k.endswith("lora_A"))
-    del state[dropped]
-    save_file(state, str(saved / WEIGHTS_NAME))
-    model = fresh(tiny_roberta)
-    before = snapshot(model)
-    with pytest.raises(AdapterLoadError, match=f"missing .*{dropped}"):
-        ranklab.load_adapters(model, saved)
-    assert_unchanged(model, before)
+def drop_a_lora_a(state, tiny_roberta):
+    key = next(k for k in state if k.endswith("lora_A"))
+    del state[key]
+    return f"missing .*{key}"
 
 
-def test_a_file_carrying_a_base_weight_cannot_overwrite_the_base(saved, tiny_roberta):
-    state = load_file(str(saved / WEIGHTS_NAME))
-    key = "roberta.embeddings.word_embeddings.weight"
+def add_a_base_weight(state, tiny_roberta):
+    key = "roberta.embeddings.word_embeddings.weight"  # would overwrite the frozen base
     state[key] = torch.zeros_like(tiny_roberta(seed=0).state_dict()[key])
+    return f"unexpected .*{key}"
+
+
+@pytest.mark.parametrize("change", [drop_a_lora_a, add_a_base_weight])
+def test_missing_and_unexpected_keys_are_named(change, saved, tiny_roberta):
+    state = load_file(str(saved / WEIGHTS_NAME))
+    message = change(state, tiny_roberta)
     save_file(state, str(saved / WEIGHTS_NAME))
     model = fresh(tiny_roberta)
     before = snapshot(model)
-    with pytest.raises(AdapterLoadError, match=f"unexpected .*{key}"):
+    with pytest.raises(AdapterLoadError, match=message):
         ranklab.load_adapters(model, saved)
     assert_unchanged(model, before)
 
