@@ -10,9 +10,23 @@ with repeats and keeps only the first n gathered predictions, so no example coun
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Sequence
 
 import torch
+
+
+def cpu_processes() -> bool:
+    """Launched as several processes on a machine without CUDA (``accelerate launch --multi_gpu``
+    or torchrun there): run CPU processes with the gloo backend."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
+def is_main_process() -> bool:
+    """True in the one process that writes files (also when not launched as several)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=cpu_processes()).is_main_process
 
 
 def share(items: Sequence[Any], index: int, count: int) -> list[Any]:

@@ -1,9 +1,10 @@
-"""Training jobs for tests/test_distributed.py, run in one process or under torchrun.
+"""Training jobs for tests/test_distributed.py, run in one process or as several:
 
-    ACCELERATE_USE_CPU=true python -m torch.distributed.run --nproc_per_node 2 tests/distributed_jobs.py JOBS.json
+    accelerate launch --multi_gpu --num_processes 2 tests/distributed_jobs.py JOBS.json
 
-Each job trains a tiny RoBERTa on synthetic tasks and writes, per process, what the process saw
-(task of every training forward, DyLoRA's rank, AdaLoRA's total rank after every step) to
+(without a GPU ranklab runs those processes on the CPU).  Each job trains a tiny RoBERTa on
+synthetic tasks and writes, per process, what the process saw (task of every training forward,
+DyLoRA's rank, AdaLoRA's total rank after every step) to
 ``<job out>/logs/proc<k>.json`` - outside the run folder, whose files only the main process writes.
 """
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Two CPU processes through torch.distributed (gloo), the launcher `accelerate launch --multi_gpu`
-wraps: the same global batches, steps and schedule as one process, one writer, consistent
+"""`accelerate launch --multi_gpu --num_processes 2` on a machine without a GPU: two CPU processes
+(gloo).  The same global batches, steps and schedule as one process, one writer, consistent
 per-step choices across processes, and resume after a kill.  Run with `make test-dist` (CI does)."""
 import json
 import os
@@ -17,9 +17,10 @@ PORT = iter(range(29600, 29700))
 
 
 def launch(args: list[str], expect_ok: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", str(next(PORT)), *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               "--main_process_port", str(next(PORT)), *args]
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
     if expect_ok:
         assert result.returncode == 0, result.stderr[-3000:]

@@ -56,7 +56,8 @@ def _figures(args: argparse.Namespace) -> int:
 def _draw(results: str, figures: str, scale: str, seed: int) -> None:
     """Collect finished runs into figures/results_summary.json (if any), then draw from it."""
     from .figures import draw_all
-    from .runner import collect, is_main_process, save_summary
+    from ..distributed import is_main_process
+    from .runner import collect, save_summary
 
     if not is_main_process():  # several processes: the main one draws
         return

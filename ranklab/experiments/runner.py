@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from tqdm.auto import tqdm
 
 from ..atomic import write_json
+from ..distributed import is_main_process
 from ..train import TrainConfig, train
 from ..train.checkpoint import CHECKPOINT_NAME
 from ..train.records import (
@@ -76,11 +77,6 @@ def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True)
         write_json(folder / ANALYSIS_NAME, analysis)
     return result.record
 
-
-def is_main_process() -> bool:
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
 
 
 def run_recipes(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",

@@ -32,7 +32,7 @@ from .checkpoint import (
     trainable_state,
 )
 from .config import TrainConfig
-from ..distributed import micro_batches, share
+from ..distributed import cpu_processes, micro_batches, share
 from .evaluation import evaluate_tasks
 from .records import RECORD_FORMAT, RECORD_NAME, package_versions
 from .runtime import MethodRuntime, runtime_for
@@ -105,7 +105,8 @@ class Trainer:
         # several processes: a multi-task step leaves the other tasks' heads unused, which DDP must allow
         _allow_new_precision(config.mixed_precision)
         ddp = DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)
-        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=[ddp])
+        self.accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=[ddp],
+                                       cpu=cpu_processes())
         self._check_output()
         self.sizes = [len(t.train) for t in tasks]
         self.steps_per_epoch = len(self._plan(0))
