@@ -1,4 +1,7 @@
 """The CLI checks its input before spending any work: one line naming what is valid, exit code 2."""
+import subprocess
+import sys
+
 import pytest
 
 from ranklab.cli import main
@@ -39,6 +42,9 @@ def test_resume_from_a_truncated_checkpoint_is_a_clear_error(tmp_path):
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     with pytest.raises(ValueError, match="checkpoint .* is damaged .*--overwrite"):
         train(TrainConfig(**{**config, "resume": True}), tasks=[synthetic_task()], model_fn=tiny_roberta)
+    err = subprocess.run([sys.executable, "-m", "ranklab.cli", "train", "--resume", "--output", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=300).stderr  # refused before any loading
+    assert "is damaged" in err and len(err.strip().splitlines()) == 1
 
 
 def test_nan_message_names_no_checkpoint_that_does_not_exist(tmp_path):

@@ -137,7 +137,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def preflight(config: TrainConfig, threads: int | None) -> None:
     """Every check that needs no model or data, before anything is loaded or trained."""
-    from .checkpoint import check_output_folder
+    from .checkpoint import check_output_folder, load_checkpoint
 
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
@@ -145,6 +145,8 @@ def preflight(config: TrainConfig, threads: int | None) -> None:
         raise ValueError(f"data_dir {config.data_dir!r} is not a folder")
     if config.output is not None:
         check_output_folder(config.output)
+        if config.resume:  # a damaged checkpoint is refused now, not after loading model and data
+            load_checkpoint(config.output)
 
 
 def run_train(args: argparse.Namespace) -> int:
