@@ -145,7 +145,7 @@ def load_adapters(model: nn.Module, path: str | os.PathLike, task: int | str | N
         _check_exact(model, state, path, meta)
         model.load_state_dict(state, strict=False)  # exactly the adapter and head keys (checked)
         tasks = (meta.get("extra") or {}).get("tasks")
-        if tasks and task is None:
+        if tasks:  # use_task("trec", model=model); routers still route by task with one head loaded
             model.ranklab_task_names = list(tasks)
     return model
 
