@@ -21,6 +21,7 @@ from torch import nn
 
 from ..atomic import write_json
 from ..context import continuing_step, use_task
+from ..distributed import cpu_processes, micro_batches, share
 from .checkpoint import (
     CHECKPOINT_NAME,
     check_output_folder,
@@ -32,7 +33,6 @@ from .checkpoint import (
     trainable_state,
 )
 from .config import TrainConfig
-from ..distributed import cpu_processes, micro_batches, share
 from .evaluation import evaluate_tasks
 from .records import RECORD_FORMAT, RECORD_NAME, package_versions
 from .runtime import MethodRuntime, runtime_for
@@ -102,8 +102,8 @@ class Trainer:
 
         self.config, self.tasks, self.collator, self.callbacks = config, tasks, collator, list(callbacks)
         self.output = Path(config.output) if config.output else None
-        # several processes: a multi-task step leaves the other tasks' heads unused, which DDP must allow
         _allow_new_precision(config.mixed_precision)
+        # several processes: a multi-task step leaves the other tasks' heads unused, which DDP must allow
         ddp = DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=[ddp],
                                        cpu=cpu_processes())
