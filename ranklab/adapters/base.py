@@ -20,8 +20,8 @@ from torch import nn
 from ..context import current_task
 
 
-# Analysis capabilities a layer declares (``layer.capabilities``).  Analysis, figures and the
-# trainer ask for these instead of testing method names, so a new method only declares them.
+# Analysis capabilities a layer declares (``layer.capabilities``).  Analysis, figures, set_rank and the
+# contract tests ask for these instead of testing method names, so a new method only declares them.
 # The contract tests (tests/test_contract.py) check each promise for every registered method.
 MERGEABLE = "mergeable"                    # a static update: merge(), export_peft(), spectra without a selector
 MERGEABLE_PER_TASK = "mergeable_per_task"  # static once a task is chosen: merge(task=t), export_peft(task=t)
