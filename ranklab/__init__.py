@@ -1,7 +1,5 @@
 """ranklab: study how LoRA-family adapters use their rank."""
-from .version import __version__
-
-from .adapters import (  # noqa: E402
+from .adapters import (
     AdapterConfig,
     available_methods,
     config_from_dict,
@@ -9,7 +7,7 @@ from .adapters import (  # noqa: E402
     make_config,
     register,
 )
-from .attach import (  # noqa: E402
+from .attach import (
     AttachSummary,
     adapter_layers,
     attach,
@@ -20,8 +18,9 @@ from .attach import (  # noqa: E402
     summarize,
     unmerge_adapters,
 )
-from .context import current_task, use_task  # noqa: E402
-from .saving import export_peft, load_adapters, save_adapters  # noqa: E402
+from .context import current_task, use_task
+from .saving import export_peft, load_adapters, save_adapters
+from .version import __version__
 
 __all__ = [
     "__version__", "AdapterConfig", "available_methods", "config_from_dict", "get_method",

@@ -1,4 +1,4 @@
-"""Results records: one JSON file per run, written atomically; a table over many runs."""
+"""Results records: one JSON file per run (the trainer writes it atomically); a table over many runs."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable
 
+from ..version import __version__
+
 
 RECORD_NAME = "record.json"
 RECORD_FORMAT = "ranklab-run/1"
@@ -15,8 +17,6 @@ PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets")
 
 
 def package_versions() -> dict[str, str]:
-    from ..version import __version__
-
     versions = {"ranklab": __version__}
     for name in PACKAGES:
         try:
