@@ -4,8 +4,8 @@
 (A, B, router, ...); ``budget(method, shapes, **options)`` sums them over modules, e.g. the
 query/value projections of a backbone from ``target_shapes("roberta-base", ["query", "value"])``.
 Counts are derived from each method's layer (built on the meta device), so a new method needs
-no formula here.  ``moelora`` (N full LoRA experts plus a token router, the MoE-LoRA baseline of
-the MoR paper) is the one formula left, as ranklab does not implement it.
+no formula here: ``moelora`` (N full LoRA experts plus a token router, the MoR paper's baseline)
+is counted from its layer like every other method.
 """
 from __future__ import annotations
 
@@ -40,24 +40,13 @@ def target_shapes(backbone: str, targets: Iterable[str]) -> list[tuple[int, int]
     return shapes
 
 
-def _moelora_parts(d_in: int, d_out: int, r: int = 8, n_experts: int = 8, **_: Any) -> dict[str, int]:
-    # MoE-LoRA is not a ranklab method (yet): the one hand-written formula left here.
-    return {"experts": n_experts * r * (d_in + d_out), "router": d_in * n_experts}
-
-
 def module_params(method: str, d_in: int, d_out: int, **options: Any) -> dict[str, int]:
     """Trainable parameters of one adapted (d_out x d_in) module, by part.
 
     Options are the method's config fields (validated through its config; defaults apply).  The
     counts come from the method's layer itself, built on the meta device, so every registered
-    method is counted with no formula here.  ``moelora`` takes ``r`` (rank of each expert) and
-    ``n_experts``.
+    method is counted with no formula here.
     """
-    if method == "moelora":
-        unknown = sorted(set(options) - {"r", "n_experts"})
-        if unknown:
-            raise ValueError(f"unknown moelora options {unknown}; valid: n_experts, r")
-        return _moelora_parts(d_in, d_out, **options)
     config = make_config(method, **options)  # unknown method or option -> ValueError
     config.check_shape(d_in, d_out)
     _, layer_class = get_method(method)

@@ -37,7 +37,7 @@ def test_target_shapes():
 def test_bad_options_fail_clearly():
     with pytest.raises(ValueError, match="unknown method 'vera'"):
         module_params("vera", 8, 8)
-    with pytest.raises(ValueError, match="unknown moelora options"):
+    with pytest.raises(ValueError, match="unknown moelora config keys"):
         module_params("moelora", 8, 8, rank=2)
     with pytest.raises(ValueError, match="r=16 is larger than min"):
         module_params("lora", 8, 8, r=16)

@@ -60,7 +60,7 @@ def test_help_shows_defaults_and_every_methods_options(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 0.0005)" in text and "(default: minilm-l6)" in text
-    assert "--r R Rank of the update. [lora: 8, mor: 32, rank_router: 16]" in text
+    assert "--r R Rank of the update. [lora: 8, moelora: 8, mor: 32, rank_router: 16]" in text
     assert "--a A" in text and "[emd: 8]" in text and "--init-r" in text  # EMD's and AdaLoRA's own options
     assert "--k K Rank of the toy update. [toy: 4]" in text  # the toy method of tests/toy_method.py
 

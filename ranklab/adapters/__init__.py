@@ -11,6 +11,7 @@ from .base import CAPABILITIES, AdapterConfig, AdapterLayer, chain
 from .dylora import DyLoraConfig, DyLoraLayer
 from .emd import EmdConfig, EmdLayer
 from .lora import LoraConfig, LoraLayer
+from .moelora import MoeLoraConfig, MoeLoraLayer
 from .mor import MorConfig, MorLayer
 from .rank_router import RankRouterConfig, RankRouterLayer
 
@@ -52,9 +53,11 @@ register(EmdConfig, EmdLayer)
 register(DyLoraConfig, DyLoraLayer)
 register(RankRouterConfig, RankRouterLayer)
 register(MorConfig, MorLayer)
+register(MoeLoraConfig, MoeLoraLayer)
 
 __all__ = [
     "CAPABILITIES", "AdapterConfig", "AdapterLayer", "chain", "register", "available_methods", "get_method",
     "make_config", "config_from_dict", "LoraConfig", "LoraLayer", "EmdConfig", "EmdLayer",
     "DyLoraConfig", "DyLoraLayer", "RankRouterConfig", "RankRouterLayer", "MorConfig", "MorLayer",
+    "MoeLoraConfig", "MoeLoraLayer",
 ]
