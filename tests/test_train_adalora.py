@@ -26,7 +26,8 @@ def test_rank_pattern_shrinks_to_the_target_budget(tmp_path):
     history = result.record["rank_history"]
     assert [h["step"] for h in history] == [0, 10, 20, 30, 40]
     assert len(history[-1]["per_module"]) == N_MODULES
-    assert history[0]["total"] == 6 * N_MODULES and totals[1] == 6 * N_MODULES  # full budget at first
+    # totals[0] is the initial state (callbacks also see step 0; PEFT starts E at 0), totals[s] step s
+    assert totals[0] == 0 and history[0]["total"] == 6 * N_MODULES and totals[2] == 6 * N_MODULES  # full budget at first
     assert [h["total"] for h in history[1:]] == sorted((h["total"] for h in history[1:]), reverse=True)
     assert 6 * N_MODULES > history[1]["total"] > history[-1]["total"]  # shrinking during training
     assert history[-1]["total"] <= 2 * N_MODULES  # at the target budget in the final phase

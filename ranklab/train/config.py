@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ADALORA = "adalora"  # PEFT's AdaLoRA; not a ranklab registry method
-SAMPLING = ("proportional", "uniform", "temperature")
+SAMPLING = ("proportional", "uniform", "temperature", "softmax")  # ranklab.data.multitask.STRATEGIES
 PRECISIONS = ("no", "fp16", "bf16")
 # Options that change how a run is executed, not what it computes (ignored when resuming).
 RUN_OPTIONS = ("resume", "overwrite", "quiet", "output")
@@ -46,8 +46,14 @@ class TrainConfig:
     patience: int | None = field(default=None, metadata={"help": "Early stop after this many evals without gain."})
     seed: int = field(default=0, metadata={"help": "Random seed (init, data order, sampled ranks)."})
     max_train: int | None = field(default=None, metadata={"help": "Cap on training examples per task."})
-    max_eval: int | None = field(default=None, metadata={"help": "Cap on validation/test examples per task."})
-    sampling: str = field(default="proportional", metadata={"help": "Multi-task sampling of the next task.",
+    max_eval: int | None = field(default=None, metadata={
+        "help": "Cap on validation examples per task: one fixed subset, the same for every seed."})
+    max_test: int | None = field(default=None, metadata={
+        "help": "Cap on test examples per task (none: the full test split; a fixed subset otherwise)."})
+    group_by_length: bool = field(default=False, metadata={
+        "help": "Batch rows of similar length (less padding, faster on CPUs); batch order stays random."})
+    sampling: str = field(default="proportional", metadata={"help": "Multi-task sampling of the next task "
+                                                            "(softmax: MoRE's p ~ softmax(n_i / N)).",
                                                             "choices": SAMPLING})
     temperature: float = field(default=2.0, metadata={"help": "Temperature of sampling='temperature'."})
     mixed_precision: str = field(default="no", metadata={"help": "Mixed precision (fp16/bf16 on a GPU).",
@@ -79,7 +85,7 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_steps", "max_train", "max_eval", "patience"):
+        for name in ("max_steps", "max_train", "max_eval", "max_test", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")

@@ -13,6 +13,8 @@ from ..version import __version__
 
 RECORD_NAME = "record.json"
 RECORD_FORMAT = "ranklab-run/1"
+PREDICTIONS_NAME = "predictions.json"  # per-example test predictions and labels of a finished run
+PREDICTIONS_FORMAT = "ranklab-predictions/1"
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets")
 
 
@@ -82,3 +84,12 @@ def results_table(source: str | os.PathLike | Iterable[dict[str, Any]]) -> Any:
     else:
         pairs = [(None, record) for record in source]
     return pd.DataFrame([_row(folder, record) for folder, record in pairs])
+
+
+def load_predictions(folder: str | os.PathLike) -> dict[str, Any]:
+    """A run's per-example predictions: ``{"split": ..., "tasks": {task: {"predicted", "labels"}}}``."""
+    path = Path(folder) / PREDICTIONS_NAME
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict) or data.get("format") != PREDICTIONS_FORMAT:
+        raise ValueError(f"{path} is not a ranklab predictions file")
+    return data

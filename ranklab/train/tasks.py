@@ -6,8 +6,9 @@ task names through ``ranklab.data``; tests build them from synthetic lists.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,12 +32,27 @@ class TaskData:
     def is_regression(self) -> bool:
         return self.num_labels == 1
 
+    def train_lengths(self) -> np.ndarray:
+        """Tokens per training row (for length-grouped batches); computed once."""
+        if getattr(self, "_train_lengths", None) is None:
+            column = self.train["input_ids"] if hasattr(self.train, "column_names") else [
+                row["input_ids"] for row in self.train]
+            self._train_lengths = np.array([len(ids) for ids in column])
+        return self._train_lengths
+
     def compute_metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         if self.metrics_fn is not None:
             return self.metrics_fn(predictions, labels)
         from ..data import compute_metrics
 
         return compute_metrics(self.spec if self.spec is not None else self.name, predictions, labels)
+
+
+# Validation and test subsets do not depend on the run's seed: every seed and method of a
+# comparison is scored on the same examples, so differences can be paired.
+EVAL_SUBSET_SEED = 0
+_TOKENIZED: dict[tuple, tuple[Any, Any]] = {}  # tokenised tasks reused by later runs of this process
+_TOKENIZED_KEEP = 16
 
 
 def _cap(splits: Any, names: Sequence[str], limit: int | None, seed: int) -> dict[str, Any]:
@@ -49,6 +65,19 @@ def _cap(splits: Any, names: Sequence[str], limit: int | None, seed: int) -> dic
     return dict(subsample(present, limit, seed) if limit is not None else present)
 
 
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    from datasets.utils.logging import disable_progress_bar, enable_progress_bar, is_progress_bar_enabled
+
+    was_enabled = is_progress_bar_enabled()
+    disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            enable_progress_bar()
+
+
 def prepare_tasks(config: Any, tokenizer: Any) -> tuple[list[TaskData], Callable]:
     """Load, cap and tokenise every task of ``config`` with ranklab.data; returns (tasks, collator)."""
     from datasets import DatasetDict
@@ -58,10 +87,19 @@ def prepare_tasks(config: Any, tokenizer: Any) -> tuple[list[TaskData], Callable
     tasks = []
     for name in config.tasks:
         spec = get_task(name)
-        splits = load_task(name, cache_dir=config.cache_dir, seed=config.seed, data_dir=config.data_dir)
-        capped = {**_cap(splits, ["train"], config.max_train, config.seed),
-                  **_cap(splits, ["validation", "test"], config.max_eval, config.seed)}
-        tokenized = tokenize_task(DatasetDict(capped), tokenizer, spec, max_length=config.max_length)
+        key = (spec.name, getattr(tokenizer, "name_or_path", None), len(tokenizer), config.max_length,
+               config.max_train, config.seed if config.max_train else None, config.max_eval, config.max_test,
+               config.cache_dir, config.data_dir)
+        if key[1] is None or key not in _TOKENIZED:
+            splits = load_task(name, cache_dir=config.cache_dir, seed=config.seed, data_dir=config.data_dir)
+            capped = {**_cap(splits, ["train"], config.max_train, config.seed),
+                      **_cap(splits, ["validation"], config.max_eval, EVAL_SUBSET_SEED),
+                      **_cap(splits, ["test"], config.max_test, EVAL_SUBSET_SEED)}
+            if len(_TOKENIZED) >= _TOKENIZED_KEEP:
+                _TOKENIZED.pop(next(iter(_TOKENIZED)))
+            with _quiet_datasets():  # a second of work: no progress bar of its own
+                _TOKENIZED[key] = tokenize_task(DatasetDict(capped), tokenizer, spec, max_length=config.max_length)
+        tokenized = _TOKENIZED[key]
         tasks.append(TaskData(
             name=spec.name, num_labels=spec.num_labels, main_metric=spec.main_metric,
             train=tokenized["train"], validation=tokenized["validation"],
@@ -82,15 +120,26 @@ def collate(rows: list[dict[str, Any]], collator: Callable | None, regression: b
     return {k: v for k, v in batch.items() if k in MODEL_KEYS}, labels
 
 
-def epoch_plan(sizes: Sequence[int], config: Any, epoch: int) -> list[tuple[int, list[int]]]:
-    """Batches of one epoch as (task id, example indices); fixed by (seed, epoch) alone."""
+def epoch_plan(sizes: Sequence[int], config: Any, epoch: int,
+               lengths: Sequence[np.ndarray] | None = None) -> list[tuple[int, list[int]]]:
+    """Batches of one epoch as (task id, example indices); fixed by (seed, epoch) alone.
+
+    ``lengths`` (rows' token counts per task) with ``config.group_by_length`` gives length-grouped
+    batches (``ranklab.data.multitask.length_grouped_batches``)."""
+    from ..data.multitask import MultiTaskSampler, length_grouped_batches
+
     seed = config.seed * 10_007 + epoch  # distinct, reproducible stream per epoch
+    grouped = getattr(config, "group_by_length", False)
+    if grouped and lengths is None:
+        raise ValueError("group_by_length needs the rows' lengths")
     if len(sizes) == 1:
         order = torch.randperm(sizes[0], generator=torch.Generator().manual_seed(seed)).tolist()
+        if grouped:
+            batches = length_grouped_batches(order, lengths[0], config.batch_size, np.random.default_rng(seed))
+            return [(0, batch) for batch in batches]
         return [(0, order[i:i + config.batch_size]) for i in range(0, sizes[0], config.batch_size)]
-    from ..data import MultiTaskSampler
-
     sampler = MultiTaskSampler(list(sizes), config.batch_size, strategy=config.sampling,
-                               temperature=config.temperature, seed=config.seed)
+                               temperature=config.temperature, seed=config.seed,
+                               lengths=lengths if grouped else None)
     sampler.set_epoch(epoch)  # its own numpy generator: training RNG is untouched
     return [(int(t), [int(i) for i in idx]) for t, idx in sampler]

@@ -33,8 +33,8 @@ from .checkpoint import (
     trainable_state,
 )
 from .config import TrainConfig
-from .evaluation import evaluate_tasks
-from .records import RECORD_FORMAT, RECORD_NAME, package_versions
+from .evaluation import evaluate_tasks, predict_tasks, predicted_labels, task_metrics
+from .records import PREDICTIONS_FORMAT, PREDICTIONS_NAME, RECORD_FORMAT, RECORD_NAME, package_versions
 from .runtime import MethodRuntime, runtime_for
 from .setup import optimizer_groups, task_loss
 from .tasks import TaskData, collate, epoch_plan, prepare_tasks
@@ -64,7 +64,8 @@ def train(config: TrainConfig, *, tasks: Sequence[TaskData] | None = None,
           callbacks: Sequence[Callback] = ()) -> RunResult:
     """Run ``config``.  By default tasks and backbone come from their names (ranklab.data and
     ranklab.backbones); tests and notebooks may pass prepared ``tasks`` and ``model_fn(num_labels)``.
-    Callbacks are called as ``callback(step, model)`` after every optimizer step."""
+    Callbacks are called as ``callback(step, model)`` once with step 0 before the first step of a
+    new run (the initial adapter) and after every optimizer step."""
     from accelerate.utils import set_seed
 
     set_seed(config.seed)
@@ -139,14 +140,15 @@ class Trainer:
             raise ValueError(f"{self.output} already holds a run; pass resume (--resume) to continue it "
                              "or overwrite (--overwrite) to start again")
         if self.config.overwrite and self.accelerator.is_main_process:
-            for path in ours:
+            for path in ours + [self.output / PREDICTIONS_NAME]:
                 path.unlink(missing_ok=True)
             shutil.rmtree(self.output / "adapter", ignore_errors=True)
         self.accelerator.wait_for_everyone()  # no process starts while the main one clears the folder
 
     def _plan(self, epoch: int) -> list[tuple[int, list[int]]]:
         """Global batches: every process walks the same plan and takes its share of each batch."""
-        return epoch_plan(self.sizes, self.config, epoch)
+        lengths = [t.train_lengths() for t in self.tasks] if self.config.group_by_length else None
+        return epoch_plan(self.sizes, self.config, epoch, lengths)
 
     def _new_record(self, adapter_config: dict[str, Any], params: dict[str, int]) -> dict[str, Any]:
         c = self.config
@@ -285,6 +287,9 @@ class Trainer:
         self.bar = tqdm(total=self.total_steps, initial=self.step, disable=quiet, dynamic_ncols=True,
                         desc=f"{self.config.method} {','.join(self.config.tasks)}")
         self.model.train()
+        if self.step == 0:
+            for callback in self.callbacks:  # the initial state (not again when resuming)
+                callback(0, self.unwrapped)
         with self.bar:
             while self.step < self.total_steps and not self.stopped_early:
                 self._run_epoch(epoch, skip)
@@ -321,18 +326,31 @@ class Trainer:
             history.append(self.runtime.rank_snapshot(self.step))
         return history[-1]
 
+    def _predictions_file(self, outputs: dict[str, tuple[np.ndarray, np.ndarray]], split: str) -> dict[str, Any]:
+        regression = {t.name: t.is_regression for t in self.tasks}
+        return {"format": PREDICTIONS_FORMAT, "split": split, "tasks": {
+            name: {"predicted": predicted_labels(p, regression[name]).tolist(), "labels": y.tolist()}
+            for name, (p, y) in outputs.items()}}
+
     def _finish(self) -> RunResult:
         model = self.unwrapped
         if self.best_state is not None:
             load_trainable_state(model, self.best_state)
         record = self.record
+        predictions = None
         if self.config.eval_test and any(t.test is not None for t in self.tasks):
-            record["test"] = self.evaluate("test")
+            outputs = predict_tasks(self.model, self.tasks, self.collator, "test", self.config.eval_batch_size,
+                                    self.accelerator.device, accelerator=self.accelerator)
+            record["test"] = task_metrics(self.tasks, outputs)
+            predictions = self._predictions_file(outputs, "test")
         record.update(status="completed", steps=self.step, stopped_early=self.stopped_early,
                       wall_time_s=self._wall_time())
         if self.output is not None and self.accelerator.is_main_process:
             self.runtime.save(self.output / "adapter", extra={"tasks": record["tasks"], "best": record["best"]})
             record["adapter_path"] = "adapter"
+            if predictions is not None:  # per-example test predictions, for paired comparisons
+                write_json(self.output / PREDICTIONS_NAME, predictions)
+                record["predictions_path"] = PREDICTIONS_NAME
             write_json(self.output / RECORD_NAME, record)
         self.accelerator.free_memory()
         return RunResult(record=record, model=model.eval(), tasks=self.tasks, output=self.output,
