@@ -65,3 +65,40 @@ def test_bad_input_is_clear():
         paired_bootstrap([], [], [])
     with pytest.raises(ValueError, match="claimed_sign"):
         verdict(0.1, 0.2, claimed_sign=0)
+
+
+@pytest.mark.parametrize("name", ["accuracy", "mcc", "macro_f1", "f1"])
+def test_vectorised_metrics_equal_the_task_metrics(name):
+    from ranklab.data.metrics import compute_metrics
+    from ranklab.experiments.stats import metric_rows
+
+    rng = np.random.default_rng(3)
+    task = {"accuracy": "trec", "mcc": "sms_spam", "macro_f1": "trec", "f1": "movie"}[name]
+    classes = 6 if task == "trec" else 2
+    p, y = rng.integers(0, classes, (4, 150)), rng.integers(0, classes, (4, 150))
+    p[1] = y[1]  # a perfect row
+    p[2] = 0  # a constant row (MCC 0)
+    expected = [compute_metrics(task, pi, yi)[name] for pi, yi in zip(p, y)]
+    np.testing.assert_allclose(metric_rows(name, p, y), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_several_tasks_pair_seeds_and_average_task_metrics():
+    from ranklab.experiments.stats import TaskOutputs, bootstrap_score, paired_bootstrap_tasks
+
+    rng = np.random.default_rng(7)
+    a, b = {}, {}
+    for task, (p_a, p_b) in {"one": (0.70, 0.80), "two": (0.90, 0.90)}.items():
+        y = rng.integers(0, 2, 600)
+        flip = lambda p: [np.where(rng.random(600) < p, y, 1 - y) for _ in range(3)]  # noqa: E731
+        a[task], b[task] = TaskOutputs(flip(p_a), y, "mcc"), TaskOutputs(flip(p_b), y, "mcc")
+    result = paired_bootstrap_tasks(a, b, n_boot=400)
+    # the truth: MCC is 2p - 1 for balanced labels; (0.2 on task one + 0 on task two) / 2 = 0.1
+    assert result.verdict == "reproduced" and result.low < 0.1 < result.high
+    assert result.n_seeds == 3 and result.n_examples == 1200
+    mean, low, high = bootstrap_score(a, n_boot=400)
+    assert low < mean < high and abs(mean - (0.4 + 0.8) / 2) < 0.05
+    with pytest.raises(ValueError, match="same tasks"):
+        paired_bootstrap_tasks(a, {"one": b["one"]})
+    with pytest.raises(ValueError, match="unknown metric 'auc'"):
+        paired_bootstrap_tasks({"one": TaskOutputs(a["one"].predictions, a["one"].labels, "auc")},
+                               {"one": TaskOutputs(b["one"].predictions, b["one"].labels, "auc")})
