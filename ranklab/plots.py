@@ -103,8 +103,10 @@ def heatmap(ax, matrix: np.ndarray, xlabels: Sequence, ylabels: Sequence, cmap: 
     ax.set_yticks(range(len(ylabels)), [str(y) for y in ylabels], **ystyle)
     if annotate and matrix.size <= 400:
         for (i, j), value in np.ndenumerate(matrix):
-            if np.isfinite(value):
-                ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=fontsize, color="w")
+            if np.isfinite(value):  # dark text on light cells, light text on dark ones
+                red, green, blue, _ = image.cmap(image.norm(value))
+                colour = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
+                ax.text(j, i, format(value, fmt), ha="center", va="center", fontsize=fontsize, color=colour)
     if colorbar:
         ax.figure.colorbar(image, ax=ax, **({"label": colorbar_label} if colorbar_label else {}))
 

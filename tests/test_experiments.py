@@ -1,4 +1,5 @@
-"""Experiment recipes and the reproduction pipeline at the smoke scale (tiny model, synthetic tasks)."""
+"""The reproduction protocol at the smoke scale (tiny model, synthetic tasks): recipes, the
+learning-rate search, runs at several seeds, per-example predictions, summary, figures, claims."""
 import json
 import subprocess
 import sys
@@ -7,108 +8,199 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ranklab.experiments import claims as claim_module
 from ranklab.experiments import figures as figs
 from ranklab.experiments import tables
+from ranklab.experiments.analysis import ANALYSIS_FORMAT
+from ranklab.experiments.derived import derive
 from ranklab.experiments.recipes import (
+    CONTROLS,
+    EMD_SWEEP,
     MULTI_TASK_METHODS,
     SINGLE_TASK_METHODS,
     get_scale,
     recipe_runs,
+    tuning_runs,
 )
-from ranklab.experiments.analysis import ANALYSIS_FORMAT
-from ranklab.experiments.runner import collect, is_finished, run_folder, run_recipes, run_status
+from ranklab.experiments.runner import is_finished, protocol_runs, run_folder, run_protocol, run_recipes, run_status
+from ranklab.experiments.summary import collect, decode, encode, save_summary
+from ranklab.experiments.tuning import TUNING_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_recipes_cover_every_method_at_every_scale():
-    for scale in ("paper", "embedded", "smoke"):
+def test_recipes_cover_every_method_at_every_seed():
+    for name in ("paper", "embedded", "smoke"):
+        scale = get_scale(name)
         runs = recipe_runs(None, scale)
-        spec = get_scale(scale)
-        assert len(runs) == len(spec.single_tasks) * len(SINGLE_TASK_METHODS) + len(MULTI_TASK_METHODS)
         assert len({r.run_id for r in runs}) == len(runs)
-        assert {r.config.method for r in runs} == {"lora", "emd", "dylora", "adalora", "rank_router", "mor"}
-    paper = recipe_runs(["multi_task"], "paper")
-    assert {r.config.backbone for r in paper} == {"roberta-base"} and len(paper[0].config.tasks) == 7
+        assert {r.config.method for r in runs} == {"lora", "emd", "dylora", "adalora", "rank_router", "mor", "moelora"}
+        single = [r for r in runs if r.recipe == "single_task"]
+        assert len(single) == len(scale.single_tasks) * len(SINGLE_TASK_METHODS) * len(scale.seeds)
+        multi = [r for r in runs if r.recipe == "multi_task"]
+        assert len(multi) == (len(MULTI_TASK_METHODS) + len(CONTROLS)) * len(scale.seeds_for("multi_task"))
+        assert {r.seed for r in multi} == set(scale.seeds_for("multi_task"))
+        sweep = [r for r in runs if r.recipe == "emd_sweep"]
+        assert len(sweep) == (len(EMD_SWEEP) - 1) * len(scale.single_tasks) * len(scale.seeds_for("emd_sweep"))
+    embedded = get_scale("embedded")
+    assert len(embedded.seeds) >= 5 and len(embedded.multi_seeds) >= 3  # the issue's minimum
+    assert embedded.tuning_seed not in embedded.seeds + embedded.multi_seeds
+    assert len(recipe_runs(["multi_task"], "embedded")[0].config.tasks) == 7
 
 
-def test_bad_scale_and_recipe_names():
+def test_the_search_covers_the_grid_on_the_tuning_seed_only():
+    scale = get_scale("embedded")
+    search = tuning_runs(None, scale)
+    assert {r.seed for r in search} == {scale.tuning_seed}
+    assert {r.config.lr for r in search} == set(scale.lr_grid)
+    assert not any(r.config.eval_test for r in search)  # the search never sees a test split
+    keys = {r.tune_key for r in search}
+    assert keys == {f"single:{label}" for label in SINGLE_TASK_METHODS} | {f"multi:{label}" for label in MULTI_TASK_METHODS}
+    # the sweep and the control use the rate of the method they vary
+    reported = recipe_runs(None, scale)
+    assert {r.tune_key for r in reported if r.recipe == "emd_sweep"} == {"single:EMD a=4, b=12"}
+    assert {r.tune_key for r in reported if r.label in CONTROLS} == {"multi:Rank router r<=16"}
+    chosen = {key: 1e-2 for key in keys}
+    assert {r.config.lr for r in recipe_runs(None, scale, learning_rates=chosen)} == {1e-2}
+
+
+def test_bad_scale_recipe_and_seed_names():
     with pytest.raises(ValueError, match="unknown scale 'huge'; valid scales: paper, embedded, smoke"):
         get_scale("huge")
-    with pytest.raises(ValueError, match="valid recipes: single_task, multi_task"):
+    with pytest.raises(ValueError, match="valid recipes: single_task, emd_sweep, multi_task"):
         recipe_runs(["table9"], "smoke")
+    from ranklab.experiments.commands import parse_seeds
+
+    assert parse_seeds("3,1") == (3, 1) and parse_seeds(None) is None
+    for bad in ("1,x", "1,1", "-1", ""):
+        with pytest.raises(ValueError, match="--seeds"):
+            parse_seeds(bad)
 
 
 @pytest.fixture(scope="module")
-def smoke_results(tmp_path_factory):
-    """A subset of the smoke runs covering every analysis branch (trained once per module)."""
+def protocol(tmp_path_factory):
+    """The whole smoke protocol: search, every reported run (trained once per module)."""
     results = tmp_path_factory.mktemp("results")
-    runs = [r for r in recipe_runs(None, "smoke") if r.config.method in ("emd", "dylora", "rank_router", "mor")]
-    run_recipes(scale="smoke", results=results, runs=runs)
-    return results, runs
+    run_protocol(None, "smoke", results)
+    return results
 
 
-def test_runs_write_records_and_analyses(smoke_results):
-    results, runs = smoke_results
+def test_the_search_picks_the_best_validation_rate_and_runs_use_it(protocol):
+    tuning = json.loads((protocol / TUNING_NAME).read_text())
+    for key, scores in tuning["scores"].items():
+        best = max(scores.values())
+        assert scores[f"{tuning['chosen'][key]:g}"] == best
+        ties = [float(lr) for lr, s in scores.items() if s == best]
+        assert tuning["chosen"][key] == min(ties)  # a tie goes to the smaller rate
+    runs, rates = protocol_runs(None, "smoke", protocol)
+    assert rates == tuning["chosen"]
     for run in runs:
-        folder = run_folder(results, run)
+        record = json.loads((run_folder(protocol, run) / "record.json").read_text())
+        assert record["config"]["lr"] == tuning["chosen"][run.tune_key]
+        assert record["seed"] in get_scale("smoke").seeds
+
+
+def test_every_run_saves_its_test_predictions(protocol):
+    from ranklab.data.metrics import compute_metrics  # noqa: F401  (synthetic tasks score accuracy)
+
+    runs, _ = protocol_runs(None, "smoke", protocol)
+    for run in runs:
+        folder = run_folder(protocol, run)
         assert is_finished(folder), run.run_id
-        analysis = json.loads((folder / "analysis.json").read_text())
-        assert analysis["method"] == run.config.method and analysis["report"]
-    router = json.loads((run_folder(results, runs[2]) / "analysis.json").read_text())
-    assert {"router", "gates", "task_embeddings"} <= set(router)
-    assert {"task_routed", "rank_choosing", "task_embeddings"} <= set(router["capabilities"])
-    assert len(router["task_embeddings"]) == 2 * 2  # 2 tasks x (query, value) of the last layer
-    dylora = json.loads((run_folder(results, runs[1]) / "analysis.json").read_text())
-    assert [c["rank"] for c in dylora["rank_curve"]] == list(range(1, 9))
+        record = json.loads((folder / "record.json").read_text())
+        predictions = json.loads((folder / "predictions.json").read_text())
+        for task, data in predictions["tasks"].items():
+            accuracy = np.mean(np.array(data["predicted"]) == np.array(data["labels"]))
+            assert accuracy == pytest.approx(record["test"][task]["accuracy"])
+    search = tuning_runs(None, "smoke")
+    assert not (run_folder(protocol, search[0]) / "predictions.json").exists()
 
 
-def test_finished_runs_are_not_redone(smoke_results):
-    results, runs = smoke_results
-    record = run_folder(results, runs[0]) / "record.json"
+def test_finished_runs_are_not_redone_and_stale_analyses_are_recomputed(protocol):
+    run = recipe_runs(["single_task"], "smoke", (1,), json.loads((protocol / TUNING_NAME).read_text())["chosen"])[0]
+    folder = run_folder(protocol, run)
+    record = folder / "record.json"
     before = record.stat().st_mtime_ns
-    run_recipes(scale="smoke", results=results, runs=runs[:1])
+    run_recipes(scale="smoke", results=protocol, runs=[run])
     assert record.stat().st_mtime_ns == before
-
-
-def test_stale_analysis_is_recomputed_without_training(smoke_results):
-    results, runs = smoke_results
-    folder = run_folder(results, runs[0])
-    analysis_path, record_path = folder / "analysis.json", folder / "record.json"
-    steps = json.loads(record_path.read_text())["steps"]
+    analysis_path = folder / "analysis.json"
+    steps = json.loads(record.read_text())["steps"]
     old = json.loads(analysis_path.read_text())
-    old["format"] = ANALYSIS_FORMAT - 1
-    analysis_path.write_text(json.dumps(old))
-    assert run_status(folder) == "stale" and not is_finished(folder)
-    run_recipes(scale="smoke", results=results, runs=runs[:1])
-    assert run_status(folder) == "finished"
-    assert json.loads(analysis_path.read_text())["format"] == ANALYSIS_FORMAT
-    assert json.loads(record_path.read_text())["steps"] == steps  # resumed at its end: no new steps
-    analysis_path.unlink()  # a missing analysis is stale too
+    analysis_path.write_text(json.dumps({**old, "format": ANALYSIS_FORMAT - 1}))
     assert run_status(folder) == "stale"
-    run_recipes(scale="smoke", results=results, runs=runs[:1])
+    run_recipes(scale="smoke", results=protocol, runs=[run])
     assert run_status(folder) == "finished"
+    assert json.loads(record.read_text())["steps"] == steps  # resumed at its end: no new steps
 
 
-def test_figures_and_table_show_the_recorded_numbers(smoke_results, tmp_path):
-    results, runs = smoke_results
-    summary = collect("smoke", results)
-    written = figs.draw_all(summary, tmp_path)
-    names = {p.name for p in written}
-    for stem in ("single_task_results", "multi_task_results", "task_embeddings_tsne", "chosen_ranks",
-                 "router_distribution", "mor_router_weights", "dylora_rank_curve", "effective_rank_single_task"):
-        assert {f"{stem}.png", f"{stem}.pdf"} <= names, stem
-    frame = tables.results_frame(summary, "multi_task")
-    router_run = next(r for r in summary["runs"] if r["method"] == "rank_router")
-    row = frame[frame["method"] == router_run["label"]].iloc[0]
-    assert row["toy_a"] == pytest.approx(100 * router_run["test"]["toy_a"]["accuracy"])
-    fig = figs.fig_results(summary, "multi_task")
+def test_summary_round_trips_predictions_and_draws_every_figure(protocol, tmp_path):
+    summary = collect("smoke", protocol)
+    path = save_summary(summary, tmp_path / "summary.json")
+    assert json.loads(path.read_text()) == json.loads(json.dumps(summary, default=float))
+    run = summary["runs"][0]
+    task = run["tasks"][0]
+    correct = decode(run["predictions"][task]) == decode(summary["labels"][task])
+    assert correct.mean() == pytest.approx(run["test"][task]["accuracy"])
+    assert encode([0, 3, 9], False) == "039" and list(decode("039")) == [0, 3, 9]
+    written = {p.name for p in figs.draw_all(summary, tmp_path, n_boot=200)}
+    for stem in figs.FIGURES:
+        assert {f"{stem}.png", f"{stem}.pdf"} <= written, stem
+    study = summary["task_embedding_study"]
+    assert {"trained", "initial", "no_contrastive"} <= set(study)
+    assert len(study["trained"]["points"]) == 2 * 2 * 2  # tasks x modules x seeds
+
+
+def test_figures_and_tables_show_the_derived_numbers(protocol, tmp_path):
+    summary = collect("smoke", protocol)
+    derived = derive(summary, n_boot=300)
+    scores = derived["scores"]["single_task"]["LoRA r=8"]
+    runs = [r for r in summary["runs"] if r["recipe"] == "single_task" and r["label"] == "LoRA r=8"]
+    per_seed = sorted(100 * r["test"]["toy_a"]["accuracy"] for r in runs)
+    assert sorted(scores["scores"]["toy_a"]["per_seed"]) == pytest.approx(per_seed)
+    assert scores["scores"]["toy_a"]["mean"] == pytest.approx(np.mean(per_seed))
+    fig = figs.fig_results(summary, "single_task", derived)
     heights = sorted(round(b.get_height(), 6) for b in fig.axes[0].patches)
-    assert heights == sorted(round(float(v), 6) for v in frame[["toy_a", "toy_b", "avg"]].to_numpy().ravel())
-    chosen = figs.fig_chosen_ranks(summary).axes[0].images[0].get_array()
-    assert set(np.unique(chosen)) <= {r["chosen_rank"] for r in router_run["analysis"]["router"]}
-    markdown = (tmp_path / "RESULTS.md").read_text()
-    assert "| Rank router r<=16 |" in markdown and "84.00" in markdown  # the paper's number beside ours
+    expected = sorted(round(s["scores"][g]["mean"], 6) for s in derived["scores"]["single_task"].values()
+                      for g in ("toy_a", "avg"))
+    assert heights == pytest.approx(expected)
+    for claim in derived["claims"]:
+        assert claim["low"] <= claim["difference"] <= claim["high"]
+        assert claim["verdict"] == ("reproduced" if claim["low"] > 0 else "contradicted" if claim["high"] < 0
+                                    else "inconclusive")
+    markdown = tables.results_markdown(summary, derived)
+    assert "## The papers' claims" in markdown and "## Learning-rate search" in markdown
+    assert "84.00" in markdown  # the paper's multi-task router average beside ours
+
+
+def test_claims_are_judged_from_paired_predictions():
+    """A synthetic summary where B is right on 10% more examples than A on every seed."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 1500)
+    runs = []
+    for seed in (1, 2, 3, 4, 5):
+        right_a = rng.random(1500) < 0.75
+        right_b = right_a | (rng.random(1500) < 0.4)  # B keeps A's right answers and gains some
+        for label, right in (("LoRA r=8", right_a), ("EMD a=4, b=12", right_b)):
+            predicted = np.where(right, labels, 1 - labels)
+            runs.append({"recipe": "single_task", "label": label, "seed": seed, "main_metrics": {"t": "accuracy"},
+                         "predictions": {"t": encode(predicted, False)}})
+    summary = {"runs": runs, "labels": {"t": encode(labels, False)}}
+    result = claim_module.judge(summary, claim_module.CLAIMS[0], n_boot=500)
+    assert result["verdict"] == "reproduced" and 7 < result["difference"] < 13 and result["low"] > 0
+    reversed_claim = claim_module.Claim("x", "LoRA beats EMD", "single_task", "EMD a=4, b=12", "LoRA r=8", None, "")
+    assert claim_module.judge(summary, reversed_claim, n_boot=500)["verdict"] == "contradicted"
+    same = [dict(r, label="EMD a=4, b=12") for r in runs if r["label"] == "LoRA r=8"]
+    null = {"runs": [r for r in runs if r["label"] == "LoRA r=8"] + same, "labels": summary["labels"]}
+    assert claim_module.judge(null, claim_module.CLAIMS[0], n_boot=500)["verdict"] == "inconclusive"
+
+
+def test_quick_reuses_the_committed_rates_without_a_search(protocol, tmp_path):
+    summary = collect("smoke", protocol)
+    save_summary(summary, tmp_path / "results_summary.json")
+    runs, rates = protocol_runs(None, "smoke", tmp_path / "fresh", (1,), quick=True,
+                                summary_path=tmp_path / "results_summary.json")
+    assert rates == summary["tuning"]["chosen"] and {r.seed for r in runs} == {1}
+    assert all(r.config.lr == rates[r.tune_key] for r in runs)
 
 
 def test_figures_command_without_results_is_a_clean_error(tmp_path):
@@ -117,10 +209,23 @@ def test_figures_command_without_results_is_a_clean_error(tmp_path):
     assert result.returncode == 2 and "run `ranklab reproduce --scale embedded` first" in result.stderr
 
 
+def test_reproduce_refuses_the_tuning_seed(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "ranklab.cli", "reproduce", "--scale", "smoke", "--seeds", "0,1",
+                             "--results", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "tuning seed and is never reported" in result.stderr
+
+
 SUMMARY = ROOT / "figures" / "results_summary.json"
 
 
-@pytest.mark.skipif(not SUMMARY.is_file(), reason="no committed results summary yet")
+def _committed_format() -> int | None:
+    try:
+        return json.loads(SUMMARY.read_text()).get("format")
+    except (OSError, ValueError):
+        return None
+
+
+@pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
 def test_committed_figures_match_what_the_pipeline_draws(tmp_path):
     import matplotlib.image
 

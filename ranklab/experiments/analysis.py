@@ -16,6 +16,7 @@ from ..attach import adapter_layers, model_capabilities, set_rank
 from ..context import use_task
 from ..inspect import (
     RouterProbe,
+    last_layer_tables,
     model_report,
     router_layers,
     router_summary,
@@ -26,7 +27,24 @@ from ..train.tasks import collate
 
 PROBE_EXAMPLES = 64  # validation examples per task pushed through the router probe
 # Version of analysis.json; bump it when the analysis changes, so older ones are recomputed.
-ANALYSIS_FORMAT = 2
+ANALYSIS_FORMAT = 3
+TABLE_DECIMALS = 5  # task-embedding tables are stored rounded (JSON size)
+
+
+class InitialState:
+    """A training callback keeping what the analysis compares with the start of training: the last
+    layer's task-embedding tables at step 0 (the control of the task-embedding figure)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {}
+
+    def __call__(self, step: int, model: nn.Module) -> None:
+        if step == 0 and TASK_EMBEDDINGS in model_capabilities(model):
+            self.state["task_embedding_tables"] = _tables(model)
+
+
+def _tables(model: nn.Module) -> dict[str, list[list[float]]]:
+    return {name: np.round(table, TABLE_DECIMALS).tolist() for name, table in last_layer_tables(model).items()}
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -72,8 +90,10 @@ def rank_curve(model: nn.Module, tasks: list, collator: Any, batch_size: int) ->
 
 
 def analyse_run(model: nn.Module, tasks: list, method: str, collator: Any = None,
-                batch_size: int = 64) -> dict[str, Any]:
-    """Spectra report, router statistics, task embeddings and rank curves of a trained model."""
+                batch_size: int = 64, initial: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Spectra report, router statistics, task embeddings and rank curves of a trained model.
+
+    ``initial``: what ``InitialState`` kept at step 0 (stored under "initial")."""
     n_tasks = len(tasks)
     capabilities = model_capabilities(model)
     has_router = bool(router_layers(model))
@@ -87,6 +107,9 @@ def analyse_run(model: nn.Module, tasks: list, method: str, collator: Any = None
         analysis["router"] = _records(router_summary(model, list(range(n_tasks))))
     if TASK_EMBEDDINGS in capabilities:
         analysis["task_embeddings"] = _records(task_embedding_points(model, seed=0))
+        analysis["task_embedding_tables"] = _tables(model)
+    if initial:
+        analysis["initial"] = initial
     if RANK_SLICEABLE in capabilities:
         analysis["rank_curve"] = rank_curve(model, tasks, collator, batch_size)
     return analysis

@@ -13,12 +13,22 @@ SUMMARY_NAME = "results_summary.json"
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     reproduce = subparsers.add_parser(
-        "reproduce", help="train every recipe at a scale (resuming finished runs) and draw the figures")
+        "reproduce", help="the protocol at a scale: learning-rate search, every run at every seed "
+                          "(finished runs are reused), then the figures, claims and RESULTS.md")
     reproduce.add_argument("--scale", default="embedded", choices=list(SCALES))
     reproduce.add_argument("--recipes", default=",".join(RECIPES), help=f"comma list of {', '.join(RECIPES)}")
     reproduce.add_argument("--results", default="results", help="run folders (records, checkpoints, weights)")
-    reproduce.add_argument("--figures", default="figures", help="where figures and RESULTS.md go")
-    reproduce.add_argument("--seed", type=int, default=0)
+    reproduce.add_argument("--figures", default=None,
+                           help="where figures and RESULTS.md go (default: figures/; with --quick: <results>/figures, "
+                                "so a quick run never replaces the committed full-protocol figures)")
+    reproduce.add_argument("--seeds", default=None,
+                           help="comma list of reported seeds for every recipe (default: the scale's, "
+                                "e.g. 1-5 single-task and 1-3 multi-task at the embedded scale)")
+    reproduce.add_argument("--quick", action="store_true",
+                           help="one seed (the first), no learning-rate search: the rates chosen by the full "
+                                "protocol are read from the figures folder's results summary (a workshop run)")
+    reproduce.add_argument("--jobs", type=int, default=None,
+                           help="runs trained side by side (default: 2 on a CPU with 2+ cores, 1 on a GPU)")
     reproduce.add_argument("--verbose", action="store_true", help="show each run's own progress bar")
     reproduce.set_defaults(func=_reproduce)
 
@@ -26,48 +36,80 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     figures.add_argument("--results", default="results", help="collect finished runs from here if present")
     figures.add_argument("--figures", default="figures")
     figures.add_argument("--scale", default="embedded", choices=list(SCALES))
-    figures.add_argument("--seed", type=int, default=0)
+    figures.add_argument("--seeds", default=None, help="comma list of seeds to collect (default: the scale's)")
     figures.set_defaults(func=_figures)
 
 
 def _recipes(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in RECIPES]
-    if unknown:
-        raise ValueError(f"unknown recipe(s) {unknown}; valid recipes: {', '.join(RECIPES)}")
+    if unknown or not names:
+        raise ValueError(f"unknown recipe(s) {unknown or text!r}; valid recipes: {', '.join(RECIPES)}")
     return names
 
 
-def _reproduce(args: argparse.Namespace) -> int:
-    from .runner import run_recipes
+def parse_seeds(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"--seeds must be a comma list of integers, got {text!r}") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must list distinct integers >= 0, got {text!r}")
+    return seeds
 
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from .recipes import get_scale
+    from .runner import default_jobs, run_protocol
+
+    names, seeds = _recipes(args.recipes), parse_seeds(args.seeds)
+    scale = get_scale(args.scale)
+    if seeds is not None and scale.tuning_seed in seeds:
+        raise ValueError(f"seed {scale.tuning_seed} is the {scale.name} scale's tuning seed and is never reported; "
+                         "choose other seeds")
+    if args.quick:
+        seeds = seeds[:1] if seeds else scale.seeds[:1]
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     start = time.perf_counter()
-    run_recipes(_recipes(args.recipes), args.scale, args.results, args.seed, quiet=not args.verbose)
-    _draw(args.results, args.figures, args.scale, args.seed)
-    print(f"reproduce ({args.scale}) finished in {time.perf_counter() - start:.0f} s")
+    figures = args.figures or (str(Path(args.results) / "figures") if args.quick else "figures")
+    committed = Path(args.figures or "figures") / SUMMARY_NAME  # the full protocol's chosen rates
+    run_protocol(names, args.scale, args.results, seeds, quick=args.quick, summary_path=committed,
+                 quiet=not args.verbose, jobs=jobs)
+    _draw(args.results, figures, args.scale, seeds, names)
+    print(f"reproduce ({args.scale}{', quick' if args.quick else ''}) finished in {time.perf_counter() - start:.0f} s")
     return 0
 
 
 def _figures(args: argparse.Namespace) -> int:
-    _draw(args.results, args.figures, args.scale, args.seed)
+    _draw(args.results, args.figures, args.scale, parse_seeds(args.seeds))
     return 0
 
 
-def _draw(results: str, figures: str, scale: str, seed: int) -> None:
+def _draw(results: str, figures: str, scale: str, seeds: tuple[int, ...] | None = None,
+          names: list[str] | None = None) -> None:
     """Collect finished runs into figures/results_summary.json (if any), then draw from it."""
-    from .figures import draw_all
     from ..distributed import is_main_process
-    from .runner import collect, save_summary
+    from .figures import draw_all
+    from .summary import collect, save_summary
 
     if not is_main_process():  # several processes: the main one draws
         return
-
     summary_path = Path(figures) / SUMMARY_NAME
     try:
-        save_summary(collect(scale, results, seed), summary_path)
+        summary = collect(scale, results, names, seeds)
     except ValueError:  # no finished runs here: redraw from the saved summary if there is one
         if not summary_path.is_file():
             raise ValueError(f"no results to draw: {results}/ has no finished {scale} runs and {summary_path} "
                              f"does not exist; run `ranklab reproduce --scale {scale}` first") from None
-    written = draw_all(json.loads(summary_path.read_text()), figures)
+        summary = json.loads(summary_path.read_text())
+        if summary.get("format") != 2:
+            raise ValueError(f"{summary_path} is of an older format; run `ranklab reproduce --scale {scale}` "
+                             "to rebuild it") from None
+    else:
+        save_summary(summary, summary_path)
+    written = draw_all(summary, figures)
     print(f"wrote {len(written)} files to {figures}/: " + ", ".join(sorted({p.stem for p in written})))

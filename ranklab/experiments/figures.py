@@ -1,8 +1,9 @@
 """Every figure of the reproduction, drawn from a results summary (no model needed).
 
-Each ``fig_*`` function only chooses runs and data; the drawing is in ``ranklab.plots``.  Runs are
-chosen by what their analysis holds (its capabilities), never by method name.  ``draw_all``
-writes PNG + PDF per figure and RESULTS.md (``ranklab.experiments.tables``).
+Each ``fig_*`` function only chooses runs and numbers (``derived``); the drawing is in
+``ranklab.plots`` and ``ranklab.result_plots``.  Runs are chosen by what their analysis holds
+(its capabilities), never by method name.  ``draw_all`` writes PNG + PDF per figure and
+RESULTS.md (``ranklab.experiments.tables``).
 """
 from __future__ import annotations
 
@@ -14,81 +15,152 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..accounting import module_params
-from ..adapters.base import (
-    EXPERT_ROUTED,
-    MERGEABLE,
-    MERGEABLE_PER_TASK,
-    RANK_CHOOSING,
-    RANK_SLICEABLE,
-    TASK_EMBEDDINGS,
-    TASK_ROUTED,
-)
+from ..adapters.base import EXPERT_ROUTED, RANK_CHOOSING, RANK_SLICEABLE
 from ..inspect import rank_table
-from ..plots import (
-    plot_grouped_bars,
-    plot_heatmap_panels,
-    plot_lines,
-    plot_matrix,
-    plot_router_distribution,
-    plot_task_embeddings,
-    save_figure,
-)
-from .tables import recipe_runs, results_frame, write_results_markdown
+from ..plots import plot_heatmap_panels, plot_lines, plot_router_distribution, save_figure
+from ..result_plots import PALETTE, plot_claims, plot_embedding_study, plot_interval_bars, plot_rank_consistency
+from ..result_plots import plot_sweep
+from . import paper
+from .derived import derive, runs_of
+from .recipes import CONTROLS
+from .tables import write_results_markdown
 
 Summary = dict[str, Any]
-# Analyses of format 1 did not store capabilities: the method's default layer had these.  This
-# migration is the one place a method name decides anything here.
-FORMAT1_CAPABILITIES = {
-    "lora": [MERGEABLE], "emd": [MERGEABLE], "dylora": [MERGEABLE, RANK_SLICEABLE],
-    "rank_router": [TASK_ROUTED, TASK_EMBEDDINGS, RANK_CHOOSING, MERGEABLE_PER_TASK],
-    "mor": [EXPERT_ROUTED], "adalora": [],
-}
+Derived = dict[str, Any]
+PAPER_TABLES = {"single_task": (paper.TABLE1_SINGLE, paper.TABLE2_SINGLE), "multi_task": (paper.TABLE1_MULTI,)}
 
 
 def capabilities(run: dict[str, Any]) -> set[str]:
-    analysis = run["analysis"]
-    if "capabilities" in analysis:
-        return set(analysis["capabilities"])
-    return set(FORMAT1_CAPABILITIES.get(run["method"], []))
+    return set(run["analysis"].get("capabilities", []))
 
 
 def _runs(summary: Summary, recipe: str, needs: str | None = None, has: str | None = None) -> list[dict[str, Any]]:
     """Runs of a recipe with capability ``needs`` and analysis key ``has`` (when given)."""
-    return [r for r in recipe_runs(summary, recipe)
+    return [r for r in runs_of(summary, recipe)
             if (needs is None or needs in capabilities(r)) and (has is None or r["analysis"].get(has))]
 
 
-def fig_results(summary: Summary, recipe: str) -> Figure | None:
-    if not recipe_runs(summary, recipe):
+def _paper_average(summary: Summary, recipe: str, label: str) -> float | None:
+    """The paper's average for a label's method and options (first table that has it); controls
+    (ours, not the paper's) have none."""
+    if label in CONTROLS:
         return None
-    frame = results_frame(summary, recipe)
-    tasks = list(frame.columns[1:frame.columns.get_loc("avg") + 1])
-    labels = [f"{m} ({p:,} params)" for m, p in zip(frame["method"], frame["adapter params"])]
-    values = frame[tasks].set_axis(labels, axis=0)
-    low = np.nanmin(values.to_numpy(dtype=float))
-    return plot_grouped_bars(values, title=f"{recipe.replace('_', '-')} ({summary['scale']} scale)",
-                             ylabel="main metric x 100 (test)", ylim=(max(0.0, low - 10), 100))
+    run = runs_of(summary, recipe, label)[0]
+    options = {k: v for k, v in run["adapter_config"].items() if k != "method"}
+    for table in PAPER_TABLES.get(recipe, ()):
+        value = paper.paper_average(table, run["method"], options)
+        if value is not None:
+            return value
+    return None
+
+
+def fig_results(summary: Summary, recipe: str, derived: Derived | None = None) -> Figure | None:
+    scores = (derived or derive(summary))["scores"].get(recipe) or {}
+    if not scores:
+        return None
+    first = next(iter(scores.values()))
+    groups = list(first["scores"])  # tasks, then "avg"
+    params = {lb: runs_of(summary, recipe, lb)[0]["params"].get("adapter_params", 0) for lb in scores}
+    named = {f"{lb} ({params[lb]:,} params)": {g: s["scores"].get(g) for g in groups} for lb, s in scores.items()}
+    seeds = ", ".join(str(s) for s in first["seeds"])
+    papers = {f"{lb} ({params[lb]:,} params)": _paper_average(summary, recipe, lb) for lb in scores}
+    paper_label = "paper avg\n(Table 1; Table 2 where\nonly there)" if recipe == "single_task" else "paper avg\n(Table 1)"
+    return plot_interval_bars(named, groups, title=f"{recipe.replace('_', '-')}, {summary['scale']} scale, seeds {seeds}",
+                              ylabel="main metric x 100 (full test split)", paper=papers, paper_label=paper_label)
+
+
+def fig_claims(summary: Summary, derived: Derived | None = None) -> Figure | None:
+    judged = (derived or derive(summary))["claims"]
+    if not judged:
+        return None
+    return plot_claims(judged, f"the papers' claims at the {summary['scale']} scale: paired differences")
+
+
+def fig_learning_curves(summary: Summary) -> Figure | None:
+    """Validation score over training steps, mean over seeds per label (what "flattened" means)."""
+    panels = []
+    for recipe in ("single_task", "multi_task"):
+        runs = runs_of(summary, recipe)
+        for tasks in dict.fromkeys(tuple(r["tasks"]) for r in runs):
+            panels.append((recipe, tasks, [r for r in runs if tuple(r["tasks"]) == tasks]))
+    if not panels:
+        return None
+    fig = Figure(figsize=(4.2 * len(panels) + 2.5, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (recipe, tasks, runs) in zip(axes, panels):
+        labels = list(dict.fromkeys(r["label"] for r in runs))
+        for i, label in enumerate(labels):
+            curves = [r["evals"] for r in runs if r["label"] == label]
+            steps = [e["step"] for e in curves[0]]
+            values = np.array([[100 * e["score"] for e in c] for c in curves if len(c) == len(steps)])
+            ax.plot(steps, values.mean(0), "o-", markersize=3, color=PALETTE[i % len(PALETTE)], label=label)
+            ax.fill_between(steps, values.min(0), values.max(0), color=PALETTE[i % len(PALETTE)], alpha=0.15)
+        name = tasks[0] if len(tasks) == 1 else f"{len(tasks)} tasks (mean)"
+        ax.set(title=f"{recipe.replace('_', '-')}: {name}", xlabel="optimizer step", ylabel="validation x 100")
+    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                    title="mean over seeds;\nband: min-max", title_fontsize=7)
+    return fig
+
+
+def fig_lr_search(summary: Summary) -> Figure | None:
+    tuning = summary.get("tuning")
+    if not tuning:
+        return None
+    kinds = sorted({key.split(":", 1)[0] for key in tuning["scores"]})
+    fig = Figure(figsize=(4.8 * len(kinds) + 2.5, 3.4), layout="constrained")
+    axes = fig.subplots(1, len(kinds), squeeze=False)[0]
+    for ax, kind in zip(axes, kinds):
+        keys = [k for k in tuning["scores"] if k.startswith(kind + ":")]
+        for i, key in enumerate(keys):
+            rates = sorted(tuning["scores"][key], key=float)
+            ax.plot([float(r) for r in rates], [100 * tuning["scores"][key][r] for r in rates], "o-",
+                    color=PALETTE[i % len(PALETTE)], label=key.split(":", 1)[1])
+            chosen = tuning["chosen"][key]
+            ax.plot(chosen, 100 * tuning["scores"][key][f"{chosen:g}"], "*", markersize=12, color=PALETTE[i % len(PALETTE)])
+        ax.set(xscale="log", xlabel="peak learning rate", ylabel="best validation x 100 (tuning seed)",
+               title=f"{kind}-task learning-rate search (star: chosen)")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+    return fig
+
+
+def fig_emd_sweep(summary: Summary, derived: Derived | None = None) -> Figure | None:
+    rows = (derived or derive(summary))["sweep"]
+    if len(rows) < 2:
+        return None
+    return plot_sweep(rows, f"EMD at equal budget (a + b = 16): distinct ranks for A' and B' ({summary['scale']})")
 
 
 def fig_task_embeddings(summary: Summary) -> Figure | None:
-    runs = _runs(summary, "multi_task", needs=TASK_EMBEDDINGS, has="task_embeddings")
-    if not runs:
+    studies = summary.get("task_embedding_study") or {}
+    if "trained" not in studies:
         return None
-    points = pd.DataFrame(runs[0]["analysis"]["task_embeddings"])
-    fig = plot_task_embeddings(points, task_names=runs[0]["tasks"])
-    fig.axes[0].set_title(f"last-layer task embeddings, rank router ({points['method'].iloc[0]})")
+    tasks = runs_of(summary, "multi_task", studies["trained"]["label"])[0]["tasks"]
+    titles = {"trained": "rank router, trained (contrastive weight 0.1)",
+              "no_contrastive": "control: trained without contrastive loss",
+              "initial": "control: at initialisation"}
+    fig = plot_embedding_study(studies, tasks, titles)
+    fig.suptitle("last-layer task embeddings (seed paper 1, Fig. 2): colour = task, marker = module")
     return fig
+
+
+def fig_chosen_ranks(summary: Summary, derived: Derived | None = None) -> Figure | None:
+    data = (derived or derive(summary))["chosen_ranks"]
+    if data is None:
+        return None
+    return plot_rank_consistency(data["chosen"], data["columns"], data["tasks"],
+                                 f"rank router: chosen rank per task and module, seeds {data['seeds']} "
+                                 f"(all seeds agree in {100 * data['all_seeds_agree']:.0f}% of cells)")
 
 
 def _gate_figure(summary: Summary, needs: str, title: str) -> Figure | None:
     runs = _runs(summary, "multi_task", needs=needs, has="gates")
+    runs = [r for r in runs if r["label"] in ("Rank router r<=16", "MoR 8 experts")] or runs
     if not runs:
         return None
     table = pd.DataFrame(runs[0]["analysis"]["gates"])
     table["task"] = [runs[0]["tasks"][t] for t in table["task"]]
-    last = table["layer"].max()
-    fig = plot_router_distribution(table[table["layer"] == last], group="task", ncols=2)
-    fig.suptitle(title)
+    fig = plot_router_distribution(table, group="task", ncols=2)
+    fig.suptitle(f"{title}, seed {runs[0]['seed']}")
     return fig
 
 
@@ -100,32 +172,22 @@ def fig_mor_router(summary: Summary) -> Figure | None:
     return _gate_figure(summary, EXPERT_ROUTED, "MoR: mean router weight per expert and task (last layer)")
 
 
-def fig_chosen_ranks(summary: Summary) -> Figure | None:
-    runs = _runs(summary, "multi_task", needs=RANK_CHOOSING, has="router")
-    if not runs:
-        return None
-    table = pd.DataFrame(runs[0]["analysis"]["router"])
-    table["column"] = [f"{m}\n{runs[0]['tasks'][t]}" for m, t in zip(table["module"], table["task"])]
-    pivot = table.pivot_table(index="layer", columns="column", values="chosen_rank", sort=True)
-    return plot_matrix(pivot, title="rank router: chosen rank per layer, module and task", ylabel="layer",
-                       vmin=1, fmt=".0f", fontsize=8, xtick_fontsize=7, ytick_fontsize=None, xrotation=0,
-                       colorbar_label="chosen rank")
-
-
 def fig_effective_rank(summary: Summary) -> Figure | None:
-    """Effective rank of ΔW per layer and module, one panel per single-task method (first task)."""
+    """Effective rank of ΔW per layer and module, mean over seeds, one panel per single-task method."""
     runs = _runs(summary, "single_task", has="report")
     task = runs[0]["tasks"][0] if runs else None
     runs = [r for r in runs if r["tasks"] == [task]]
     if not runs:
         return None
     tables = {}
-    for run in runs:
-        table = rank_table(pd.DataFrame(run["analysis"]["report"]), "effective_rank")
-        tables[run["label"]] = table.set_axis([str(c).rsplit(".", 1)[-1] for c in table.columns], axis=1)
+    for label in dict.fromkeys(r["label"] for r in runs):
+        frames = [pd.DataFrame(r["analysis"]["report"]) for r in runs if r["label"] == label]
+        table = rank_table(pd.concat(frames), "effective_rank")  # mean over seeds
+        tables[label] = table.set_axis([str(c).rsplit(".", 1)[-1] for c in table.columns], axis=1)
     vmax = max(float(np.nanmax(t.to_numpy(dtype=float))) for t in tables.values())
-    return plot_heatmap_panels(tables, f"effective rank of ΔW per layer ({task}, {summary['scale']} scale)",
-                               vmin=1, vmax=vmax, fmt=".1f", fontsize=7, xtick_fontsize=None,
+    seeds = sorted({r["seed"] for r in runs})
+    return plot_heatmap_panels(tables, f"effective rank of ΔW per layer ({task}, mean over seeds {seeds})",
+                               vmin=1, vmax=vmax, fmt=".1f", fontsize=8, xtick_fontsize=None, cmap="cividis",
                                ytick_fontsize=None, xrotation=0, colorbar=False)
 
 
@@ -134,24 +196,31 @@ def fig_dylora_curve(summary: Summary) -> Figure | None:
     if not runs:
         return None
     lines = []
-    for run in runs:
-        task = run["tasks"][0]
-        metric = run["main_metrics"][task]
-        curve = run["analysis"]["rank_curve"]
-        lines.append({"x": [c["rank"] for c in curve], "y": [100 * c["metrics"][task][metric] for c in curve],
-                      "label": f"{task} ({metric})"})
+    for i, task in enumerate(dict.fromkeys(r["tasks"][0] for r in runs)):
+        picked = [r for r in runs if r["tasks"][0] == task]
+        metric = picked[0]["main_metrics"][task]
+        ranks = [c["rank"] for c in picked[0]["analysis"]["rank_curve"]]
+        values = np.array([[100 * c["metrics"][task][metric] for c in r["analysis"]["rank_curve"]] for r in picked])
+        lines.append({"x": ranks, "y": values.mean(0), "label": f"{task} ({metric}), mean of {len(picked)} seeds",
+                      "color": PALETTE[i]})
     return plot_lines(lines, xlabel="rank b used at evaluation", ylabel="validation metric x 100",
                       title="one DyLoRA adapter, every rank")
 
 
 def fig_adalora_budget(summary: Summary) -> Figure | None:
-    runs = [r for r in recipe_runs(summary, "single_task") if r["rank_history"]]
+    runs = [r for r in runs_of(summary, "single_task") if r["rank_history"]]
     if not runs:
         return None
-    lines = [{"x": [h["step"] for h in run["rank_history"]], "y": [h["total"] for h in run["rank_history"]],
-              "label": run["tasks"][0]} for run in runs]
+    tasks = list(dict.fromkeys(r["tasks"][0] for r in runs))
+    lines, labelled = [], set()
+    for run in runs:  # one line per seed; the legend names each task once
+        task = run["tasks"][0]
+        lines.append({"x": [h["step"] for h in run["rank_history"]], "y": [h["total"] for h in run["rank_history"]],
+                      "label": task if task not in labelled else "_nolegend_", "color": PALETTE[tasks.index(task)],
+                      "style": "-" if tasks.index(task) == 0 else "--"})
+        labelled.add(task)
     return plot_lines(lines, xlabel="step", ylabel="total rank over all modules",
-                      title="AdaLoRA: rank budget during training")
+                      title="AdaLoRA: rank budget during training (one line per seed)")
 
 
 def fig_mor_params(summary: Summary, d: int = 384, modules: int = 12) -> Figure:
@@ -159,33 +228,39 @@ def fig_mor_params(summary: Summary, d: int = 384, modules: int = 12) -> Figure:
     experts = np.arange(1, 17)
     lines = []
     for r, style in ((8, "-"), (32, "--")):
-        for method, colour, label in (("mor", "C0", f"MoR, shared rank {r}"), ("moelora", "C3", f"MoELoRA, {r}-rank experts")):
+        for method, colour, label in (("mor", PALETTE[0], f"MoR, shared rank {r}"),
+                                      ("moelora", PALETTE[5], f"MoELoRA, {r}-rank experts")):
             counts = [modules * sum(module_params(method, d, d, r=r, n_experts=int(n)).values()) for n in experts]
             lines.append({"x": experts, "y": counts, "label": label, "style": style, "color": colour})
     return plot_lines(lines, xlabel="experts N", ylabel="trainable adapter params", yscale="log", legend_fontsize=7,
                       title=f"parameters vs experts ({modules} modules of {d} x {d})")
 
 
-FIGURES: dict[str, Callable[[Summary], Figure | None]] = {
-    "single_task_results": lambda s: fig_results(s, "single_task"),
-    "multi_task_results": lambda s: fig_results(s, "multi_task"),
-    "task_embeddings_tsne": fig_task_embeddings,
-    "router_distribution": fig_router_distribution,
-    "chosen_ranks": fig_chosen_ranks,
-    "mor_router_weights": fig_mor_router,
-    "mor_params_vs_experts": fig_mor_params,
-    "effective_rank_single_task": fig_effective_rank,
-    "dylora_rank_curve": fig_dylora_curve,
-    "adalora_rank_budget": fig_adalora_budget,
+FIGURES: dict[str, Callable[[Summary, Derived], Figure | None]] = {
+    "single_task_results": lambda s, d: fig_results(s, "single_task", d),
+    "multi_task_results": lambda s, d: fig_results(s, "multi_task", d),
+    "claims": lambda s, d: fig_claims(s, d),
+    "learning_curves": lambda s, d: fig_learning_curves(s),
+    "lr_search": lambda s, d: fig_lr_search(s),
+    "emd_sweep": lambda s, d: fig_emd_sweep(s, d),
+    "task_embeddings_tsne": lambda s, d: fig_task_embeddings(s),
+    "chosen_ranks": lambda s, d: fig_chosen_ranks(s, d),
+    "router_distribution": lambda s, d: fig_router_distribution(s),
+    "mor_router_weights": lambda s, d: fig_mor_router(s),
+    "mor_params_vs_experts": lambda s, d: fig_mor_params(s),
+    "effective_rank_single_task": lambda s, d: fig_effective_rank(s),
+    "dylora_rank_curve": lambda s, d: fig_dylora_curve(s),
+    "adalora_rank_budget": lambda s, d: fig_adalora_budget(s),
 }
 
 
-def draw_all(summary: Summary, figures_dir: str | Path) -> list[Path]:
+def draw_all(summary: Summary, figures_dir: str | Path, n_boot: int | None = None) -> list[Path]:
     """Write every figure whose runs exist, plus RESULTS.md; returns the written files."""
+    derived = derive(summary, n_boot)
     written = []
     for name, draw in FIGURES.items():
-        fig = draw(summary)
+        fig = draw(summary, derived)
         if fig is not None:
             written += save_figure(fig, Path(figures_dir) / name)
-    written.append(write_results_markdown(summary, Path(figures_dir) / "RESULTS.md"))
+    written.append(write_results_markdown(summary, derived, Path(figures_dir) / "RESULTS.md"))
     return written

@@ -1,14 +1,20 @@
-"""Run recipes: train each run (resuming, never redoing finished ones), analyse it, collect results.
+"""Run the protocol: the learning-rate search, then every reported run (resuming, never redoing
+finished ones), each analysed once; progress shows runs done / to do and the time left.
 
 Layout of a results folder (never committed):
-    <results>/<recipe>/<label>__<tasks>/   run folder: record.json, checkpoint, adapter, analysis.json
-The compact summary the figures are drawn from is written by ``collect`` (and committed under
-figures/ by ``make reproduce``, so ``make figures`` redraws without retraining).
+    <results>/tuning/<recipe>/<label>__<tasks>__s<seed>__lr<lr>/   search runs (validation only)
+    <results>/tuning.json                                         the search's scores and choices
+    <results>/<recipe>/<label>__<tasks>__s<seed>/                 record.json, predictions.json,
+                                                                  checkpoint, adapter, analysis.json
+The compact summary the figures are drawn from is written by ``experiments.summary.collect``
+(committed under figures/ by ``make reproduce``, so ``make figures`` redraws without training).
 """
 from __future__ import annotations
 
 import json
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterable
@@ -19,23 +25,19 @@ from ..atomic import write_json
 from ..distributed import is_main_process
 from ..train import TrainConfig, train
 from ..train.checkpoint import CHECKPOINT_NAME
-from ..train.records import (
-    RECORD_NAME,
-    load_record,
-    package_versions,
-)
-from .analysis import ANALYSIS_FORMAT, analyse_run
-from .recipes import RunSpec, Scale, get_scale, recipe_runs
+from ..train.records import RECORD_NAME, load_record
+from .analysis import ANALYSIS_FORMAT, analyse_run, InitialState
+from .recipes import RunSpec, Scale, get_scale, recipe_runs, tuning_runs
+from .tuning import TUNING_NAME, choose_learning_rates, learning_rates_from_summary
 
 ANALYSIS_NAME = "analysis.json"
-SUMMARY_FORMAT = 1
 
 
 def run_folder(results: str | Path, run: RunSpec) -> Path:
     return Path(results) / run.run_id
 
 
-def run_status(folder: Path) -> str:
+def run_status(folder: Path, needs_analysis: bool = True) -> str:
     """"finished", "stale" (trained, but its analysis is missing or of an older format) or "todo"."""
     record = folder / RECORD_NAME
     try:
@@ -43,6 +45,8 @@ def run_status(folder: Path) -> str:
             return "todo"
     except (ValueError, OSError):
         return "todo"
+    if not needs_analysis:
+        return "finished"
     try:
         analysis = json.loads((folder / ANALYSIS_NAME).read_text())
     except (ValueError, OSError):
@@ -50,9 +54,9 @@ def run_status(folder: Path) -> str:
     return "finished" if analysis.get("format") == ANALYSIS_FORMAT else "stale"
 
 
-def is_finished(folder: Path) -> bool:
-    """A run counts as done once its record says completed and its analysis is current."""
-    return run_status(folder) == "finished"
+def is_finished(folder: Path, needs_analysis: bool = True) -> bool:
+    """A run counts as done once its record says completed and (for reported runs) its analysis is current."""
+    return run_status(folder, needs_analysis) == "finished"
 
 
 def _synthetic_inputs(config: TrainConfig) -> dict[str, Any]:
@@ -65,70 +69,125 @@ def _synthetic_inputs(config: TrainConfig) -> dict[str, Any]:
 
 
 def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True) -> dict[str, Any]:
-    """Train (or resume) one run, then save its analysis; returns the record."""
+    """Train (or resume) one run, then save its analysis (reported runs); returns the record."""
     folder = run_folder(results, run)
     resume = (folder / CHECKPOINT_NAME).exists() or (folder / RECORD_NAME).exists()
     config = replace(run.config, output=str(folder), resume=resume, overwrite=False, quiet=quiet)
     inputs = _synthetic_inputs(config) if scale.synthetic else {}
-    result = train(config, **inputs)
-    analysis = analyse_run(result.model, result.tasks, config.method, result.collator,
-                           config.eval_batch_size)
-    if is_main_process():  # several processes (torchrun / accelerate launch): one writer
-        write_json(folder / ANALYSIS_NAME, analysis)
+    initial = InitialState()
+    result = train(config, callbacks=[initial], **inputs)
+    if not run.tuning:
+        analysis = analyse_run(result.model, result.tasks, config.method, result.collator,
+                               config.eval_batch_size, initial=initial.state)
+        if is_main_process():  # several processes (torchrun / accelerate launch): one writer
+            write_json(folder / ANALYSIS_NAME, analysis)
     return result.record
 
 
+def run_cost(run: RunSpec) -> float:
+    """Relative cost of a run for the time-left estimate: examples trained, plus evaluation."""
+    c = run.config
+    steps = c.max_steps or c.epochs * 100
+    return steps * c.batch_size * (1.0 if len(c.tasks) == 1 else 1.3)
+
+
+def default_jobs() -> int:
+    """Runs trained side by side: on a CPU, two single-threaded runs use two cores better than one
+    two-threaded run (about 13% more throughput measured on 2 cores; benchmarks/); on a GPU, one."""
+    import torch
+
+    if torch.cuda.is_available() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _worker_init(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def _execute_timed(run: RunSpec, results: str, scale: Scale, quiet: bool) -> tuple[float, float]:
+    start = time.perf_counter()
+    record = execute(run, results, scale, quiet=quiet)
+    return time.perf_counter() - start, (record.get("best") or {}).get("score", float("nan"))
+
+
+def run_all(runs: list[RunSpec], results: str | Path, scale: Scale, quiet: bool = True,
+            desc: str = "runs", jobs: int = 1) -> list[Path]:
+    """Train every run that is not finished; one progress bar (runs done / to do, time left).
+
+    ``jobs > 1`` trains that many runs at once in worker processes, each with an equal share of
+    the CPU threads (never under ``accelerate launch``, where the processes are already shared)."""
+    todo = [r for r in runs if run_status(run_folder(results, r), not r.tuning) != "finished"]
+    if len(todo) < len(runs):
+        tqdm.write(f"{desc}: {len(runs) - len(todo)} of {len(runs)} runs finished earlier (reused)")
+    bar = tqdm(total=sum(run_cost(r) for r in todo), desc=desc, unit="ex", unit_scale=True,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
+    done = 0
+
+    def report(run: RunSpec, seconds: float, score: float) -> None:
+        nonlocal done
+        done += 1
+        tqdm.write(f"  {run.run_id}: done in {seconds:.0f} s, best validation {score:.4f}")
+        bar.update(run_cost(run))
+        bar.set_postfix_str(f"{done}/{len(todo)} runs done")
+
+    bar.set_postfix_str(f"0/{len(todo)} runs done")
+    if jobs <= 1 or len(todo) <= 1:
+        for run in todo:
+            report(run, *_execute_timed(run, str(results), scale, quiet))
+    else:
+        import multiprocessing
+        import torch
+
+        threads = max(1, torch.get_num_threads() // jobs)
+        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_worker_init, initargs=(threads,)) as pool:
+            futures = {pool.submit(_execute_timed, run, str(results), scale, quiet): run for run in todo}
+            for future in as_completed(futures):
+                report(futures[future], *future.result())
+    bar.close()
+    return [run_folder(results, r) for r in runs]
+
+
+def protocol_runs(names: list[str] | None, scale: str | Scale, results: str | Path, seeds: tuple[int, ...] | None = None,
+                  quick: bool = False, summary_path: str | Path | None = None
+                  ) -> tuple[list[RunSpec], dict[str, float] | None]:
+    """The reported runs of the protocol, with their chosen learning rates where known.
+
+    After the search has run (``results/tuning.json``) its choices are used; ``quick`` skips
+    the search and takes the choices recorded in a committed summary (``summary_path``)."""
+    scale = get_scale(scale) if isinstance(scale, str) else scale
+    rates = None
+    tuning_file = Path(results) / TUNING_NAME
+    if tuning_file.is_file():
+        rates = json.loads(tuning_file.read_text())["chosen"]
+    elif quick and summary_path is not None:
+        rates = learning_rates_from_summary(summary_path, scale.name)
+    return recipe_runs(names, scale, seeds, rates), rates
+
+
+def run_protocol(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",
+                 seeds: tuple[int, ...] | None = None, quick: bool = False,
+                 summary_path: str | Path | None = None, quiet: bool = True, jobs: int = 1) -> list[Path]:
+    """The learning-rate search (unless ``quick``), then every reported run; returns the run folders."""
+    scale_spec = get_scale(scale)
+    if not quick:
+        search = tuning_runs(names, scale_spec)
+        if search:
+            run_all(search, results, scale_spec, quiet, desc=f"{scale} lr search", jobs=jobs)
+            chosen = choose_learning_rates(search, results)
+            if is_main_process():
+                write_json(Path(results) / TUNING_NAME, chosen)
+    runs, _ = protocol_runs(names, scale_spec, results, seeds, quick, summary_path)
+    return run_all(runs, results, scale_spec, quiet, desc=f"{scale} runs", jobs=jobs)
+
 
 def run_recipes(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",
-                seed: int = 0, runs: Iterable[RunSpec] | None = None, quiet: bool = True) -> list[Path]:
-    """Train every run of the named recipes that is not finished yet; returns the run folders."""
+                seeds: tuple[int, ...] | None = None, runs: Iterable[RunSpec] | None = None,
+                quiet: bool = True) -> list[Path]:
+    """Train the given runs (default: the reported runs of the named recipes, no search)."""
     scale_spec = get_scale(scale)
-    runs = list(runs) if runs is not None else recipe_runs(names, scale_spec, seed)
-    folders = []
-    bar = tqdm(runs, desc=f"{scale} runs", unit="run")
-    for run in bar:
-        folder = run_folder(results, run)
-        bar.set_postfix_str(run.run_id)
-        status = run_status(folder)
-        if status == "finished":
-            tqdm.write(f"  {run.run_id}: finished earlier, skipped")
-        else:  # a stale run resumes at its last step: no training, only evaluation and analysis
-            start = time.perf_counter()
-            record = execute(run, results, scale_spec, quiet=quiet)
-            score = record.get("best", {}) or {}
-            done = "analysis recomputed" if status == "stale" else "done"
-            tqdm.write(f"  {run.run_id}: {done} in {time.perf_counter() - start:.0f} s, "
-                       f"best score {score.get('score', float('nan')):.4f}")
-        folders.append(folder)
-    return folders
-
-
-def _run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
-    record = load_record(folder / RECORD_NAME)
-    analysis = json.loads((folder / ANALYSIS_NAME).read_text())
-    test = record.get("test") or (record.get("best") or {}).get("metrics") or {}
-    return {
-        "run_id": run.run_id, "recipe": run.recipe, "label": run.label, "method": record["method"],
-        "adapter_config": record.get("adapter_config", {}),
-        "tasks": record["tasks"], "backbone": record["backbone"], "main_metrics": record["main_metrics"],
-        "test": test, "best": record.get("best"), "params": record["params"], "steps": record["steps"],
-        "wall_time_s": record["wall_time_s"], "rank_history": record.get("rank_history", []),
-        "evals": [{"step": e["step"], "score": e["score"], "train_loss": e["train_loss"]} for e in record["evals"]],
-        "analysis": analysis,
-    }
-
-
-def collect(scale: str, results: str | Path, seed: int = 0, names: list[str] | None = None) -> dict[str, Any]:
-    """The compact summary of every finished run of the recipes (what the figures need)."""
-    scale_spec = get_scale(scale)
-    runs = [run for run in recipe_runs(names, scale_spec, seed) if is_finished(run_folder(results, run))]
-    if not runs:
-        raise ValueError(f"no finished runs of scale {scale!r} under {results}; run `ranklab reproduce --scale {scale}` first")
-    return {
-        "format": SUMMARY_FORMAT, "scale": scale, "description": scale_spec.description, "seed": seed,
-        "versions": package_versions(), "runs": [_run_summary(run, run_folder(results, run)) for run in runs],
-    }
-
-
-def save_summary(summary: dict[str, Any], path: str | Path) -> Path:
-    return write_json(path, summary)
+    runs = list(runs) if runs is not None else recipe_runs(names, scale_spec, seeds)
+    return run_all(runs, results, scale_spec, quiet, desc=f"{scale} runs")

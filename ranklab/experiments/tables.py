@@ -1,5 +1,6 @@
-"""Results tables from a results summary: one row per method, and RESULTS.md with the papers'
-numbers beside ours (joined by method and options, not by display label)."""
+"""RESULTS.md from a results summary: the protocol, the learning-rate search, results with 95%
+intervals and the papers' averages beside, the claims with their verdicts, the EMD sweep and
+the task-embedding study."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,70 +11,20 @@ import pandas as pd
 
 from ..atomic import write_text
 from . import paper
+from .claims import CLAIMS
+from .derived import runs_of
 
 Summary = dict[str, Any]
-REFERENCES = {  # recipe -> the paper tables its rows are compared with
-    "single_task": (("Table 1", paper.TABLE1_SINGLE), ("Table 2", paper.TABLE2_SINGLE)),
-    "multi_task": (("Table 1", paper.TABLE1_MULTI),),
-}
+Derived = dict[str, Any]
 
 
 def recipe_runs(summary: Summary, recipe: str) -> list[dict[str, Any]]:
-    return [r for r in summary["runs"] if r["recipe"] == recipe]
-
-
-def main_score(run: dict[str, Any], task: str) -> float:
-    """The task's main metric on the test split (validation where a task has no test split)."""
-    return float(run["test"][task][run["main_metrics"][task]])
-
-
-def run_options(run: dict[str, Any]) -> dict[str, Any]:
-    """The adapter options a run was trained with.
-
-    Summaries before format 2 did not store them: those runs take their recipe's options by
-    label (a migration for the committed summary; new summaries carry ``adapter_config``).
-    """
-    if "adapter_config" in run:
-        return {k: v for k, v in run["adapter_config"].items() if k != "method"}
-    from .recipes import MULTI_TASK_METHODS, SINGLE_TASK_METHODS
-
-    _, options = {**SINGLE_TASK_METHODS, **MULTI_TASK_METHODS}[run["label"]]
-    return dict(options)
-
-
-def results_frame(summary: Summary, recipe: str) -> pd.DataFrame:
-    """One row per method label: main metric per task (x100), their average, params and time.
-
-    Single-task recipes have one run per (method, task); their rows are merged per method."""
-    rows: dict[str, dict[str, Any]] = {}
-    tasks: list[str] = []
-    for run in recipe_runs(summary, recipe):
-        row = rows.setdefault(run["label"], {"method": run["label"], "adapter params": 0, "wall time (s)": 0.0})
-        for task in run["tasks"]:
-            row[task] = 100 * main_score(run, task)
-            tasks += [task] if task not in tasks else []
-        row["adapter params"] = max(row["adapter params"], run["params"].get("adapter_params", 0))
-        row["wall time (s)"] += run["wall_time_s"]
-    frame = pd.DataFrame(list(rows.values()))
-    frame["avg"] = frame[tasks].mean(axis=1)
-    return frame[["method", *tasks, "avg", "adapter params", "wall time (s)"]]
-
-
-def paper_columns(summary: Summary, recipe: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` plus one column per paper table: the paper's average for each row's method + options."""
-    first_run = {}
-    for run in recipe_runs(summary, recipe):
-        first_run.setdefault(run["label"], run)
-    for table_name, table in REFERENCES[recipe]:
-        averages = [paper.paper_average(table, first_run[label]["method"], run_options(first_run[label]))
-                    for label in frame["method"]]
-        frame[f"paper avg ({table_name})"] = ["-" if a is None else a for a in averages]
-    return frame
+    return runs_of(summary, recipe)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
     columns = list(frame.columns)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines = ["| " + " | ".join(str(c) for c in columns) + " |", "|" + "---|" * len(columns)]
     for _, row in frame.iterrows():
         cells = [f"{v:,.2f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
                  for v in row]
@@ -81,22 +32,110 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def results_markdown(summary: Summary) -> str:
+def interval(cell: dict[str, Any] | None) -> str:
+    return "-" if not cell else f"{cell['mean']:.2f} [{cell['low']:.2f}, {cell['high']:.2f}]"
+
+
+def results_frame(summary: Summary, derived: Derived, recipe: str) -> pd.DataFrame:
+    """One row per label: mean [95% interval] per task and on average, params, seeds, lr."""
+    rows = []
+    for label, scores in derived["scores"].get(recipe, {}).items():
+        run = runs_of(summary, recipe, label)[0]
+        row = {"method": label, **{g: interval(c) for g, c in scores["scores"].items()},
+               "adapter params": run["params"].get("adapter_params", 0), "lr": f"{run['lr']:g}",
+               "seeds": len(scores["seeds"])}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _paper_rows(recipe: str) -> pd.DataFrame:
+    tables = {"single_task": (("Table 1", paper.TABLE1_SINGLE), ("Table 2", paper.TABLE2_SINGLE)),
+              "multi_task": (("Table 1", paper.TABLE1_MULTI),)}[recipe]
+    return pd.DataFrame([{"paper table": name, "method": label, "avg": row["avg"], "params": row.get("params", "-")}
+                         for name, table in tables for label, row in table.items()])
+
+
+def claims_frame(derived: Derived) -> pd.DataFrame:
+    rows = []
+    for c in derived["claims"]:
+        rows.append({"claim": c["text"], "B - A": f"{c['b']} − {c['a']}",
+                     "paper Δ": "-" if c["paper_difference"] is None else f"{c['paper_difference']:+.2f}",
+                     "our Δ [95% CI]": f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]",
+                     "MDE": f"{c['minimal_detectable_effect']:.2f}", "seeds x test examples":
+                     f"{c['n_seeds']} x {c['n_examples']:,}", "verdict": f"**{c['verdict']}**"})
+    return pd.DataFrame(rows)
+
+
+def tuning_frame(summary: Summary) -> pd.DataFrame | None:
+    tuning = summary.get("tuning")
+    if not tuning:
+        return None
+    rates = [f"{lr:g}" for lr in tuning["grid"]]
+    rows = [{"method": key, **{f"lr {r}": 100 * scores.get(r, float("nan")) for r in rates},
+             "chosen": f"{tuning['chosen'][key]:g}"} for key, scores in tuning["scores"].items()]
+    return pd.DataFrame(rows)
+
+
+def sweep_frame(derived: Derived) -> pd.DataFrame:
+    return pd.DataFrame([{"(a, b)": f"({r['a']}, {r['b']})", "score [95% CI]": interval(r["score"]),
+                          "effective rank of ΔW": round(r["effective_rank"], 2), "max rank min(a, b)": r["max_rank"],
+                          "adapter params": r["adapter_params"], "seeds": len(r["seeds"])} for r in derived["sweep"]])
+
+
+def embedding_frame(summary: Summary) -> pd.DataFrame:
+    names = {"trained": "router, trained", "no_contrastive": "router without contrastive loss",
+             "initial": "router at initialisation"}
+    rows = []
+    for key, data in (summary.get("task_embedding_study") or {}).items():
+        test = data.get("test")
+        if test:
+            rows.append({"embeddings": names.get(key, key), "Δcos (sentiment within − between)":
+                         f"{test['statistic']:+.3f}", "p (exact, 1 of C(7,4) = 35)": f"{test['p_value']:.3f}",
+                         "seeds x modules": f"{len(data['seeds'])} x {len(data['modules'])}"})
+    return pd.DataFrame(rows)
+
+
+def _declared() -> str:
+    lines = ["Declared before the runs (`ranklab/experiments/claims.py`); each is B − A on the mean of the "
+             "recipe's tasks' main metric x 100, full test splits, two-level paired bootstrap (seeds, then "
+             "examples), 95% interval; MDE: the smallest true difference this design detects with 80% power; "
+             "reproduced = interval above 0, contradicted = below 0, otherwise inconclusive.", ""]
+    lines += [f"- `{c.key}`: {c.text} ({c.b} vs {c.a}; {c.source})" for c in CLAIMS]
+    return "\n".join(lines)
+
+
+def results_markdown(summary: Summary, derived: Derived) -> str:
     scale = summary["scale"]
-    parts = [f"# ranklab results ({scale} scale)", "", summary["description"], ""]
-    for recipe in REFERENCES:
-        if not recipe_runs(summary, recipe):
-            continue
-        frame = paper_columns(summary, recipe, results_frame(summary, recipe))
-        parts += [f"## {recipe.replace('_', '-')}", "", markdown_table(frame), ""]
-    parts += [
-        "Our numbers: main metric x 100 on each task's test split, "
-        f"{scale} scale, seed {summary['seed']}. The papers' averages are over GLUE tasks with RoBERTa "
-        "(different backbone, tasks and budget): compare orderings, not values.", "",
-        f"- {paper.MOR_CLAIM}", f"- {paper.LORA_PAPER}", "",
-    ]
+    wall = sum(r["wall_time_s"] for r in summary["runs"])
+    parts = [f"# ranklab results ({scale} scale)", "", summary["description"], "",
+             f"{len(summary['runs'])} reported runs ({wall / 60:.0f} min of training and evaluation, {wall / len(summary['runs']):.0f} s per run on average).", ""]
+    tuning = tuning_frame(summary)
+    if tuning is not None:
+        parts += ["## Learning-rate search (validation only, tuning seed "
+                  f"{', '.join(str(s) for s in summary['tuning']['seeds'])}, never reported)", "",
+                  f"Rule: {summary['tuning']['rule']}. Best validation score x 100 per rate:", "",
+                  markdown_table(tuning), ""]
+    if derived["claims"]:
+        parts += ["## The papers' claims", "", _declared(), "", markdown_table(claims_frame(derived)), ""]
+    for recipe in ("single_task", "multi_task"):
+        if derived["scores"].get(recipe):
+            parts += [f"## {recipe.replace('_', '-')}: mean over seeds [95% interval], test x 100", "",
+                      markdown_table(results_frame(summary, derived, recipe)), "",
+                      "The papers' averages (GLUE with RoBERTa: other backbone, tasks and budget; compare "
+                      "orderings, not values):", "", markdown_table(_paper_rows(recipe)), ""]
+    if derived["sweep"]:
+        parts += ["## EMD at equal budget: distinct ranks for A' and B'", "", markdown_table(sweep_frame(derived)), ""]
+    frame = embedding_frame(summary)
+    if not frame.empty:
+        parts += ["## Task embeddings (Fig. 2 analogue): are the four sentiment tasks closer to each other?", "",
+                  markdown_table(frame), ""]
+    if derived.get("chosen_ranks"):
+        agree = derived["chosen_ranks"]["all_seeds_agree"]
+        parts += [f"Chosen ranks: all seeds choose the same rank in {100 * agree:.0f}% of (task, layer, module) "
+                  "cells (figure `chosen_ranks`).", ""]
+    parts += [f"- {paper.MOR_CLAIM}", f"- {paper.LORA_PAPER}", ""]
     return "\n".join(parts)
 
 
-def write_results_markdown(summary: Summary, path: str | Path) -> Path:
-    return write_text(path, results_markdown(summary))
+def write_results_markdown(summary: Summary, derived: Derived, path: str | Path) -> Path:
+    return write_text(path, results_markdown(summary, derived))

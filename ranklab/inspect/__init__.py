@@ -5,6 +5,7 @@ from .embeddings import (
     last_layer_names,
     project_2d,
     task_embedding_layers,
+    last_layer_tables,
     task_embedding_points,
     task_embeddings,
 )
@@ -51,7 +52,7 @@ from .spectra import (
 )
 
 __all__ = [
-    "RankDynamics", "last_layer_names", "project_2d", "task_embedding_layers", "task_embedding_points",
+    "RankDynamics", "last_layer_names", "last_layer_tables", "project_2d", "task_embedding_layers", "task_embedding_points",
     "task_embeddings", "adapted_modules", "adapter_param_count", "base_weight", "is_adapted",
     "is_peft_lora", "layer_index", "method_name", "model_factors", "module_factors",
     "short_module_name", "RouterProbe", "router_layers", "router_summary", "effective_rank",

@@ -112,3 +112,9 @@ def task_embedding_points(
     frame.insert(1, "y", coords[:, 1])
     frame["method"] = used
     return frame
+
+
+def last_layer_tables(model: nn.Module) -> dict[str, np.ndarray]:
+    """The last layer's task-embedding tables by module name (e.g. query, value)."""
+    layers = task_embedding_layers(model)
+    return {short_module_name(n).rsplit(".", 1)[-1]: task_embeddings(layers[n]) for n in last_layer_names(model)}

@@ -1,0 +1,74 @@
+"""Numbers derived from a results summary, shared by the figures and RESULTS.md: each label's
+scores with intervals, the claims' verdicts, the EMD sweep and the chosen-rank consistency."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .claims import judge_all, label_scores
+from .recipes import CONTROLS, EMD_SWEEP, MULTI_TASK_METHODS, SINGLE_TASK_METHODS
+
+Summary = dict[str, Any]
+RECIPE_LABELS = {  # display order of the labels of each recipe's results
+    "single_task": list(SINGLE_TASK_METHODS),
+    "multi_task": [*MULTI_TASK_METHODS, *CONTROLS],
+}
+
+
+def runs_of(summary: Summary, recipe: str, label: str | None = None) -> list[dict[str, Any]]:
+    return [r for r in summary["runs"] if r["recipe"] == recipe and (label is None or r["label"] == label)]
+
+
+def recipe_scores(summary: Summary, recipe: str, **kwargs: Any) -> dict[str, dict[str, Any]]:
+    """label -> label_scores (per task and avg: mean, 95% interval, per-seed values)."""
+    present = {r["label"] for r in runs_of(summary, recipe)}
+    labels = [lb for lb in RECIPE_LABELS.get(recipe, sorted(present)) if lb in present]
+    return {label: s for label in labels if (s := label_scores(summary, recipe, label, **kwargs))}
+
+
+def sweep_rows(summary: Summary) -> list[dict[str, Any]]:
+    """EMD (a, b) at equal budget: score (mean of tasks), effective rank of ΔW, params."""
+    rows = []
+    for label, (_, options) in EMD_SWEEP.items():
+        recipe = "single_task" if label in SINGLE_TASK_METHODS else "emd_sweep"
+        runs = runs_of(summary, recipe, label)
+        score = label_scores(summary, recipe, label)
+        if not runs or not score:
+            continue
+        ranks = [row["effective_rank"] for run in runs for row in run["analysis"]["report"]]
+        rows.append({"label": label, "a": options["a"], "b": options["b"], "score": score["scores"]["avg"],
+                     "seeds": score["seeds"], "effective_rank": float(np.mean(ranks)),
+                     "max_rank": min(options["a"], options["b"]),
+                     "adapter_params": runs[0]["params"].get("adapter_params")})
+    return rows
+
+
+def chosen_ranks(summary: Summary, label: str = "Rank router r<=16") -> dict[str, Any] | None:
+    """Per task: the chosen rank of every layer.module (columns) for every seed (rows)."""
+    runs = [r for r in runs_of(summary, "multi_task", label) if r["analysis"].get("router")]
+    if not runs:
+        return None
+    tasks = runs[0]["tasks"]
+    frames = []
+    for run in runs:
+        table = pd.DataFrame(run["analysis"]["router"])
+        table["column"] = [f"{layer}.{module.rsplit('.', 1)[-1]}" for layer, module in zip(table["layer"], table["module"])]
+        table["seed"] = run["seed"]
+        frames.append(table)
+    table = pd.concat(frames)
+    columns = list(dict.fromkeys(table.sort_values(["layer", "column"])["column"]))
+    chosen = {tasks[t]: table[table["task"] == t].pivot_table(index="seed", columns="column", values="chosen_rank")
+              .reindex(columns=columns).to_numpy() for t in range(len(tasks))}
+    agreement = float(np.mean([np.mean(np.ptp(m, 0) == 0) for m in chosen.values()]))
+    return {"tasks": tasks, "columns": columns, "chosen": chosen, "seeds": sorted(table["seed"].unique().tolist()),
+            "all_seeds_agree": agreement}
+
+
+def derive(summary: Summary, n_boot: int | None = None) -> dict[str, Any]:
+    """Everything the figures and tables compute from the summary, computed once."""
+    kwargs = {} if n_boot is None else {"n_boot": n_boot}
+    scores = {recipe: recipe_scores(summary, recipe, **kwargs) for recipe in RECIPE_LABELS}
+    return {"scores": scores, "claims": judge_all(summary, **kwargs), "sweep": sweep_rows(summary),
+            "chosen_ranks": chosen_ranks(summary)}

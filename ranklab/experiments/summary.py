@@ -1,0 +1,169 @@
+"""The compact results summary every figure and table is drawn from (no model needed).
+
+``collect`` reads the finished runs of the protocol from a results folder: per run its record
+(metrics, learning curve, parameters), a slim analysis, and its per-example test predictions
+(encoded compactly, so that the claims' paired statistics can be recomputed from the committed
+summary alone); plus the learning-rate search and the task-embedding study.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..atomic import write_text
+from ..train.records import PREDICTIONS_NAME, RECORD_NAME, load_predictions, load_record, package_versions
+from .embedding_study import study
+from .recipes import CONTROLS, RunSpec, get_scale
+from .runner import ANALYSIS_NAME, is_finished, protocol_runs, run_folder
+from .tuning import TUNING_NAME
+
+SUMMARY_FORMAT = 2
+REPORT_COLUMNS = ("name", "layer", "module", "task", "effective_rank", "stable_rank", "energy_rank", "sigma_1",
+                  "delta_fro")
+ROUTER_COLUMNS = ("name", "layer", "module", "task", "chosen_rank")
+ROUTER_LABEL = "Rank router r<=16"  # the run label of the task-embedding study and its control
+CONTROL_LABEL = next(iter(CONTROLS))
+
+
+# --- compact per-example predictions ----------------------------------------------------------
+def encode(values: Sequence[float | int], regression: bool) -> str | list[float]:
+    """Class ids 0-9 as one digit string; regression values as a list rounded to 4 decimals."""
+    if regression:
+        return [round(float(v), 4) for v in values]
+    values = [int(v) for v in values]
+    if values and (min(values) < 0 or max(values) > 9):
+        raise ValueError("class ids outside 0..9 cannot be encoded as digits")
+    return "".join(str(v) for v in values)
+
+
+def decode(data: str | list) -> np.ndarray:
+    return np.array([int(c) for c in data]) if isinstance(data, str) else np.asarray(data, dtype=float)
+
+
+# --- one run ----------------------------------------------------------------------------------
+def _rows(rows: list[dict[str, Any]] | None, columns: Sequence[str], digits: int = 4) -> list[dict[str, Any]]:
+    def clean(v: Any) -> Any:
+        return round(v, digits) if isinstance(v, float) else v
+    return [{c: clean(r[c]) for c in columns if c in r} for r in rows or []]
+
+
+def _slim_analysis(analysis: dict[str, Any]) -> dict[str, Any]:
+    """What the figures read from a run's analysis (the full one stays in the run folder)."""
+    slim = {k: analysis[k] for k in ("method", "tasks", "capabilities", "rank_curve") if k in analysis}
+    slim["report"] = _rows(analysis.get("report"), REPORT_COLUMNS)
+    if "router" in analysis:
+        slim["router"] = _rows(analysis["router"], ROUTER_COLUMNS)
+    if analysis.get("gates"):
+        last = max(r["layer"] for r in analysis["gates"] if r["layer"] is not None)
+        slim["gates"] = _rows([r for r in analysis["gates"] if r["layer"] == last],
+                              [k for k in analysis["gates"][0] if k != "n_samples"])
+    return slim
+
+
+def run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
+    record = load_record(folder / RECORD_NAME)
+    analysis = json.loads((folder / ANALYSIS_NAME).read_text())
+    regression = {t: m in ("pearson", "spearman") for t, m in record["main_metrics"].items()}
+    predictions = {}
+    if (folder / PREDICTIONS_NAME).is_file():
+        tasks = load_predictions(folder)["tasks"]
+        predictions = {t: encode(p["predicted"], regression[t]) for t, p in tasks.items()}
+    return {
+        "run_id": run.run_id, "recipe": run.recipe, "label": run.label, "seed": run.seed, "lr": run.config.lr,
+        "tune_key": run.tune_key, "method": record["method"], "adapter_config": record.get("adapter_config", {}),
+        "tasks": record["tasks"], "backbone": record["backbone"], "main_metrics": record["main_metrics"],
+        "test": record.get("test") or {}, "best": record.get("best"), "params": record["params"],
+        "steps": record["steps"], "wall_time_s": round(record["wall_time_s"], 1),
+        "rank_history": [{"step": h["step"], "total": h["total"]} for h in record.get("rank_history", [])],
+        "evals": [{"step": e["step"], "score": round(e["score"], 5), "train_loss": round(e["train_loss"], 5)}
+                  for e in record["evals"]],
+        "predictions": predictions, "analysis": _slim_analysis(analysis),
+    }
+
+
+def _labels(folders: list[Path]) -> dict[str, str | list]:
+    """Test labels per task, from the first run that has them (offline and GLUE test splits are
+    fixed, so they are the same for every run; a run whose labels differ keeps its own)."""
+    labels: dict[str, Any] = {}
+    for folder in folders:
+        for task, encoded in _run_labels(folder).items():
+            labels.setdefault(task, encoded)
+    return labels
+
+
+def _run_labels(folder: Path) -> dict[str, str | list]:
+    if not (folder / PREDICTIONS_NAME).is_file():
+        return {}
+    record = load_record(folder / RECORD_NAME)
+    return {task: encode(data["labels"], record["main_metrics"][task] in ("pearson", "spearman"))
+            for task, data in load_predictions(folder)["tasks"].items()}
+
+
+# --- the task-embedding study -----------------------------------------------------------------
+def _tables(folders: list[Path], key: str) -> dict[tuple[int, str], np.ndarray]:
+    tables = {}
+    for folder in folders:
+        analysis = json.loads((folder / ANALYSIS_NAME).read_text())
+        source = analysis.get("initial", {}) if key == "initial" else analysis
+        seed = load_record(folder / RECORD_NAME)["seed"]
+        for module, table in (source.get("task_embedding_tables") or {}).items():
+            tables[(seed, module)] = np.asarray(table)
+    return tables
+
+
+def embedding_studies(runs: list[RunSpec], results: str | Path) -> dict[str, Any]:
+    """The study for the router (trained and at initialisation) and for its no-contrastive control."""
+    out = {}
+    for name, label, key in (("trained", ROUTER_LABEL, "trained"), ("initial", ROUTER_LABEL, "initial"),
+                             ("no_contrastive", CONTROL_LABEL, "trained")):
+        picked = [r for r in runs if r.label == label and r.recipe == "multi_task"]
+        tables = _tables([run_folder(results, r) for r in picked], key)
+        if len(tables) >= 2:
+            out[name] = {"label": label, **study(tables, list(picked[0].config.tasks))}
+    return out
+
+
+# --- everything -------------------------------------------------------------------------------
+def collect(scale: str, results: str | Path, names: list[str] | None = None,
+            seeds: tuple[int, ...] | None = None) -> dict[str, Any]:
+    """The compact summary of every finished reported run of the recipes (what the figures need)."""
+    scale_spec = get_scale(scale)
+    planned, _ = protocol_runs(names, scale_spec, results, seeds)
+    runs = [run for run in planned if is_finished(run_folder(results, run))]
+    if not runs:
+        raise ValueError(f"no finished runs of scale {scale!r} under {results}; run `ranklab reproduce --scale {scale}` first")
+    tuning_file = Path(results) / TUNING_NAME
+    folders = [run_folder(results, r) for r in runs]
+    labels = _labels(folders)
+    summaries = []
+    for run, folder in zip(runs, folders):
+        summary = run_summary(run, folder)
+        own = {t: y for t, y in _run_labels(folder).items() if y != labels.get(t)}
+        if own:  # e.g. synthetic tasks drawn per seed
+            summary["labels"] = own
+        summaries.append(summary)
+    return {
+        "format": SUMMARY_FORMAT, "scale": scale, "description": scale_spec.description,
+        "seeds": {run.recipe: sorted({r.seed for r in runs if r.recipe == run.recipe}) for run in runs},
+        "planned_runs": len(planned), "versions": package_versions(),
+        "tuning": json.loads(tuning_file.read_text()) if tuning_file.is_file() else None,
+        "labels": labels,
+        "task_embedding_study": embedding_studies(runs, results),
+        "runs": summaries,
+    }
+
+
+def summary_json(summary: dict[str, Any]) -> str:
+    """Compact JSON with one line per run (small file, readable diffs)."""
+    head = {k: v for k, v in summary.items() if k != "runs"}
+    lines = ["{"] + [f" {json.dumps(k)}: {json.dumps(v, separators=(',', ':'), default=float)}," for k, v in head.items()]
+    runs = [" " + json.dumps(r, separators=(",", ":"), default=float) for r in summary.get("runs", [])]
+    lines.append(' "runs": [\n' + ",\n".join(runs) + "\n ]")
+    return "\n".join(lines) + "\n}\n"
+
+
+def save_summary(summary: dict[str, Any], path: str | Path) -> Path:
+    return write_text(path, summary_json(summary))

@@ -1,0 +1,50 @@
+"""The learning-rate search: one grid for every method, scored on validation, on a seed never reported.
+
+Rule: for each ``tune_key`` (a method and its options, single- or multi-task), the score of a rate
+is the mean over its task sets of the search run's best validation score (the mean of the tasks'
+main metrics); the highest score wins, a tie goes to the smaller rate.  Test splits are never
+evaluated in the search.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..train.records import RECORD_NAME, load_record
+from .recipes import RunSpec
+
+TUNING_NAME = "tuning.json"
+RULE = ("per method: the rate with the highest mean best-validation score over its task sets, "
+        "on the tuning seed (never reported); ties go to the smaller rate; test never evaluated")
+
+
+def choose_learning_rates(search: list[RunSpec], results: str | Path) -> dict[str, Any]:
+    """Scores of every (tune_key, rate) of a finished search and the chosen rate per key."""
+    scores: dict[str, dict[float, list[float]]] = {}
+    curves = {}
+    for run in search:
+        record = load_record(Path(results) / run.run_id / RECORD_NAME)
+        scores.setdefault(run.tune_key, {}).setdefault(run.config.lr, []).append(record["best"]["score"])
+        curves[run.run_id] = {"tune_key": run.tune_key, "lr": run.config.lr, "tasks": record["tasks"],
+                              "steps": [e["step"] for e in record["evals"]],
+                              "validation": [e["score"] for e in record["evals"]]}
+    table = {key: {f"{lr:g}": float(np.mean(values)) for lr, values in sorted(by_lr.items())}
+             for key, by_lr in scores.items()}
+    chosen = {key: max(sorted(by_lr), key=lambda lr: (np.mean(by_lr[lr]), -lr)) for key, by_lr in scores.items()}
+    grid = sorted({run.config.lr for run in search})
+    seeds = sorted({run.seed for run in search})
+    return {"grid": grid, "seeds": seeds, "rule": RULE, "scores": table, "chosen": chosen, "curves": curves}
+
+
+def learning_rates_from_summary(path: str | Path, scale: str) -> dict[str, float] | None:
+    """The rates chosen by the full protocol, as recorded in a results summary (for ``--quick``)."""
+    try:
+        summary = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if summary.get("scale") != scale or "tuning" not in summary:
+        return None
+    return {key: float(lr) for key, lr in summary["tuning"]["chosen"].items()}

@@ -1,0 +1,172 @@
+"""Figures of results with their uncertainty: interval bars with every seed, claims, sweeps,
+task-embedding studies.  Each function returns a matplotlib Figure (see ranklab.plots).
+
+Colours come from a colour-blind-safe palette (Okabe-Ito) and bars also differ by hatch, so
+the figures survive greyscale printing; legends sit outside the data.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .plots import heatmap
+
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+HATCHES = ("", "//", "..", "xx", "\\\\", "--", "oo", "++")
+VERDICT_COLOURS = {"reproduced": "#009E73", "contradicted": "#D55E00", "inconclusive": "#7f7f7f"}
+
+
+def plot_interval_bars(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], groups: Sequence[str], title: str,
+                       ylabel: str, paper: Mapping[str, float | None] | None = None,
+                       paper_label: str = "paper avg") -> Figure:
+    """Bars of means with 95% intervals and one dot per seed.
+
+    ``scores[series][group] = {"mean", "low", "high", "per_seed"}`` (series: methods; groups:
+    tasks and "avg").  ``paper[series]``: the paper's average, drawn in a second panel beside.
+    """
+    series = list(scores)
+    has_paper = paper is not None and any(v is not None for v in paper.values())
+    width_ratios = [max(4, len(groups)), 1.6] if has_paper else [1]
+    fig = Figure(figsize=(1.25 * len(groups) + 4.5 + (2.2 if has_paper else 0), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(width_ratios), gridspec_kw={"width_ratios": width_ratios}, squeeze=False)[0]
+    ax = axes[0]
+    width = 0.8 / len(series)
+    x = np.arange(len(groups))
+    lows = []
+    for i, name in enumerate(series):
+        cells = [scores[name].get(g) for g in groups]
+        mean = np.array([c["mean"] if c else np.nan for c in cells])
+        err = np.array([[c["mean"] - c["low"], c["high"] - c["mean"]] if c else [np.nan, np.nan] for c in cells]).T
+        pos = x + (i - (len(series) - 1) / 2) * width
+        ax.bar(pos, mean, width, color=PALETTE[i % len(PALETTE)], hatch=HATCHES[i % len(HATCHES)],
+               edgecolor="white", linewidth=0.5, label=name, alpha=0.85)
+        ax.errorbar(pos, mean, yerr=err, fmt="none", ecolor="black", capsize=2, linewidth=1)
+        for p, c in zip(pos, cells):
+            if c:
+                seeds = np.asarray(c["per_seed"], dtype=float)
+                jitter = np.linspace(-0.25, 0.25, len(seeds)) * width if len(seeds) > 1 else [0]
+                ax.scatter(p + jitter, seeds, s=9, color="black", zorder=3, linewidths=0)
+                lows.append(min(c["low"], seeds.min()))
+    ax.set_xticks(x, list(groups))
+    bottom = max(0.0, np.floor((min(lows) if lows else 0) / 5) * 5 - 5)
+    ax.set(ylabel=ylabel, title=title, ylim=(bottom, 100))
+    ax.axvline(len(groups) - 1.5, color="grey", linewidth=0.6, linestyle=":") if "avg" in groups else None
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+              title="bars: mean, 95% CI\ndots: seeds", title_fontsize=7)
+    if has_paper:
+        values = [paper.get(s) for s in series]
+        ax2 = axes[1]
+        for i, v in enumerate(values):
+            if v is not None:
+                ax2.plot(i, v, "D", color=PALETTE[i % len(PALETTE)], markersize=7, markeredgecolor="black")
+                ax2.annotate(f"{v:.2f}", (i, v), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=6)
+        known = [v for v in values if v is not None]
+        ax2.set_xticks(range(len(series)), [str(i + 1) for i in range(len(series))], fontsize=7)
+        ax2.set(title=paper_label, ylim=(min(known) - 1.5, max(known) + 1.5), xlim=(-0.5, len(series) - 0.5),
+                xlabel="method (legend order)", ylabel="GLUE average")
+        ax2.tick_params(axis="y", labelsize=7)
+        ax2.grid(axis="y", linewidth=0.3)
+    return fig
+
+
+def plot_claims(judged: Sequence[Mapping[str, Any]], title: str) -> Figure:
+    """One row per claim: our B - A with its 95% interval (coloured by verdict), the minimal
+    detectable effect as a shaded band around 0, and the paper's difference as a hollow diamond."""
+    fig = Figure(figsize=(8.5, 0.55 * len(judged) + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    y = np.arange(len(judged))[::-1]
+    for yi, claim in zip(y, judged):
+        colour = VERDICT_COLOURS[claim["verdict"]]
+        ax.fill_betweenx([yi - 0.3, yi + 0.3], -claim["minimal_detectable_effect"], claim["minimal_detectable_effect"],
+                         color="#dddddd", linewidth=0)
+        ax.plot([claim["low"], claim["high"]], [yi, yi], color=colour, linewidth=2.5)
+        ax.plot(claim["difference"], yi, "o", color=colour, markersize=6)
+        if claim.get("paper_difference") is not None:
+            ax.plot(claim["paper_difference"], yi, "D", markerfacecolor="none", markeredgecolor="black", markersize=6)
+        ax.text(1.01, yi, claim["verdict"], transform=ax.get_yaxis_transform(), va="center", fontsize=8, color=colour)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(y, [f"{c['text']}\n({c['b']} − {c['a']})" for c in judged], fontsize=7)
+    ax.set(xlabel="difference B − A, points (mean of the tasks' main metric x 100, test)", title=title)
+    handles = [ax.plot([], [], "o-", color=VERDICT_COLOURS["inconclusive"], label="ours: mean, 95% CI")[0],
+               ax.plot([], [], "D", markerfacecolor="none", markeredgecolor="black", label="paper")[0],
+               ax.fill_between([], [], color="#dddddd", label="± minimal detectable effect")]
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18 - 0.5 / max(len(judged), 1)),
+              ncol=3, frameon=False)
+    return fig
+
+
+def plot_sweep(rows: Sequence[Mapping[str, Any]], title: str) -> Figure:
+    """EMD (a, b) sweep: accuracy with 95% interval and seeds (left), mean effective rank of ΔW (right)."""
+    fig = Figure(figsize=(8.5, 3.4), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    x = np.arange(len(rows))
+    names = [r["label"] for r in rows]
+    for i, r in enumerate(rows):
+        s = r["score"]
+        left.errorbar(i, s["mean"], yerr=[[s["mean"] - s["low"]], [s["high"] - s["mean"]]], fmt="o",
+                      color=PALETTE[i % len(PALETTE)], capsize=3)
+        left.scatter(np.full(len(s["per_seed"]), i) + 0.12, s["per_seed"], s=9, color="black", linewidths=0)
+        right.bar(i, r["effective_rank"], 0.6, color=PALETTE[i % len(PALETTE)], hatch=HATCHES[i % len(HATCHES)],
+                  edgecolor="white")
+        right.text(i, r["effective_rank"] + 0.05, f"{r['effective_rank']:.2f} (max {r['max_rank']})", ha="center",
+                   fontsize=7)
+    left.set_xticks(x, names, fontsize=8)
+    left.set(ylabel="test score x 100 (mean of tasks)", title="accuracy: mean, 95% CI, seeds")
+    right.set_xticks(x, names, fontsize=8)
+    right.set(ylabel="effective rank of ΔW (mean of modules)", title="rank used")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_embedding_study(studies: Mapping[str, Mapping[str, Any]], task_names: Sequence[str],
+                         titles: Mapping[str, str]) -> Figure:
+    """Top row: the t-SNE of each study (colour = task, marker = module); bottom row: its task x
+    task cosine matrix with the permutation test in the title."""
+    keys = [k for k in titles if k in studies]
+    fig = Figure(figsize=(4.6 * len(keys), 8.6), layout="constrained")
+    axes = fig.subplots(2, len(keys), squeeze=False)
+    markers = {"query": "o", "value": "s", "key": "^", "dense": "D"}
+    for col, key in enumerate(keys):
+        data = studies[key]
+        ax = axes[0][col]
+        for point_task in range(len(task_names)):
+            for module, marker in markers.items():
+                pts = [p for p in data["points"] if p["task"] == point_task and p["module"] == module]
+                if pts:
+                    ax.scatter([p["x"] for p in pts], [p["y"] for p in pts], marker=marker, s=28,
+                               color=PALETTE[point_task % len(PALETTE)], edgecolors="black", linewidths=0.3)
+        method = data["points"][0]["method"] if data["points"] else ""
+        ax.set(title=f"{titles[key]}\n{method}, {len(data['seeds'])} seeds x {len(data['modules'])} modules",
+               xlabel="dim 1", ylabel="dim 2")
+        ax.title.set_fontsize(9)
+        matrix = np.asarray(data["cosine"])
+        heatmap(axes[1][col], matrix, task_names, task_names, cmap="cividis", vmin=-1, vmax=1, fmt=".2f",
+                colorbar=col == len(keys) - 1, colorbar_label="cosine similarity")
+        test = data.get("test")
+        note = (f"{'+'.join(data['group'])} vs rest: Δcos {test['statistic']:+.3f}, p = {test['p_value']:.3f}"
+                if test else "")
+        axes[1][col].set_title(f"mean cosine (seeds, modules)\n{note}", fontsize=8)
+    handles = [axes[0][0].scatter([], [], color=PALETTE[i % len(PALETTE)], label=t) for i, t in enumerate(task_names)]
+    handles += [axes[0][0].scatter([], [], marker=m, color="white", edgecolors="black", label=f"{name} module")
+                for name, m in markers.items() if any(p["module"] == name for s in studies.values() for p in s["points"])]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    return fig
+
+
+def plot_rank_consistency(chosen: Mapping[str, np.ndarray], columns: Sequence[str], task_names: Sequence[str],
+                          title: str) -> Figure:
+    """Mean chosen rank per task (rows) and layer.module (columns) over seeds, annotated with the
+    spread across seeds (max - min); ``chosen[task]`` is (seeds, columns)."""
+    mean = np.array([np.asarray(chosen[t]).mean(0) for t in task_names])
+    spread = np.array([np.ptp(np.asarray(chosen[t]), 0) for t in task_names])
+    fig = Figure(figsize=(0.55 * len(columns) + 3, 0.45 * len(task_names) + 2.2), layout="constrained")
+    ax = fig.add_subplot()
+    heatmap(ax, mean, columns, task_names, cmap="cividis", annotate=False, vmin=1, xrotation=60,
+            colorbar_label="mean chosen rank over seeds")
+    for (i, j), value in np.ndenumerate(mean):
+        ax.text(j, i, f"{value:.0f}\n±{spread[i, j] / 2:.0f}" if spread[i, j] else f"{value:.0f}", ha="center",
+                va="center", fontsize=6, color="white" if value < mean.max() * 0.6 else "black")
+    ax.set(title=title, xlabel="layer.module", ylabel="task")
+    return fig
