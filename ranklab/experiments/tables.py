@@ -55,9 +55,12 @@ def _paper_rows(recipe: str) -> pd.DataFrame:
                          for name, table in tables for label, row in table.items()])
 
 
-def claims_frame(derived: Derived) -> pd.DataFrame:
+def claims_frame(derived: Derived, recipe: str | None = None) -> pd.DataFrame:
+    """The claims table (optionally only one recipe's claims)."""
     rows = []
     for c in derived["claims"]:
+        if recipe is not None and c["recipe"] != recipe:
+            continue
         rows.append({"claim": c["text"], "B - A": f"{c['b']} − {c['a']}",
                      "paper Δ": "-" if c["paper_difference"] is None else f"{c['paper_difference']:+.2f}",
                      "our Δ [95% CI]": f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]",
