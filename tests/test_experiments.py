@@ -41,7 +41,8 @@ def test_recipes_cover_every_method_at_every_seed():
         assert len(multi) == (len(MULTI_TASK_METHODS) + len(CONTROLS)) * len(scale.seeds_for("multi_task"))
         assert {r.seed for r in multi} == set(scale.seeds_for("multi_task"))
         sweep = [r for r in runs if r.recipe == "emd_sweep"]
-        assert len(sweep) == (len(EMD_SWEEP) - 1) * len(scale.single_tasks) * len(scale.seeds_for("emd_sweep"))
+        sweep_tasks = scale.sweep_tasks or scale.single_tasks
+        assert len(sweep) == (len(EMD_SWEEP) - 1) * len(sweep_tasks) * len(scale.seeds_for("emd_sweep"))
     embedded = get_scale("embedded")
     assert len(embedded.seeds) >= 5 and len(embedded.multi_seeds) >= 3  # the minimum
     assert embedded.tuning_seed not in embedded.seeds + embedded.multi_seeds
@@ -55,11 +56,13 @@ def test_the_search_covers_the_grid_on_the_tuning_seed_only():
     assert {r.config.lr for r in search} == set(scale.lr_grid)
     assert not any(r.config.eval_test for r in search)  # the search never sees a test split
     keys = {r.tune_key for r in search}
-    assert keys == {f"single:{label}" for label in SINGLE_TASK_METHODS} | {f"multi:{label}" for label in MULTI_TASK_METHODS}
-    # the sweep and the control use the rate of the method they vary
+    searched = [label for label in MULTI_TASK_METHODS if label != "MoELoRA 8x r=2"]
+    assert keys == {f"single:{label}" for label in SINGLE_TASK_METHODS} | {f"multi:{label}" for label in searched}
+    # the sweep, the control and MoELoRA use the rate of the method they are compared with
     reported = recipe_runs(None, scale)
     assert {r.tune_key for r in reported if r.recipe == "emd_sweep"} == {"single:EMD a=4, b=12"}
     assert {r.tune_key for r in reported if r.label in CONTROLS} == {"multi:Rank router r<=16"}
+    assert {r.tune_key for r in reported if r.config.method == "moelora"} == {"multi:MoR 8 experts"}
     chosen = {key: 1e-2 for key in keys}
     assert {r.config.lr for r in recipe_runs(None, scale, learning_rates=chosen)} == {1e-2}
 
@@ -114,6 +117,15 @@ def test_every_run_saves_its_test_predictions(protocol):
             assert accuracy == pytest.approx(record["test"][task]["accuracy"])
     search = tuning_runs(None, "smoke")
     assert not (run_folder(protocol, search[0]) / "predictions.json").exists()
+
+
+def test_a_changed_recipe_is_refused_not_mixed_with_old_runs(protocol):
+    from dataclasses import replace
+
+    run = recipe_runs(["single_task"], "smoke", (1,), json.loads((protocol / TUNING_NAME).read_text())["chosen"])[0]
+    changed = type(run)(run.recipe, run.label, replace(run.config, max_steps=run.config.max_steps + 1), run.tune_key)
+    with pytest.raises(ValueError, match="trained with other settings \\(max_steps\\)"):
+        run_recipes(scale="smoke", results=protocol, runs=[changed])
 
 
 def test_finished_runs_are_not_redone_and_stale_analyses_are_recomputed(protocol):

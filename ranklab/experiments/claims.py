@@ -52,10 +52,12 @@ CLAIMS = (
 )
 
 
-def label_outputs(summary: Summary, recipe: str, label: str, seeds: list[int] | None = None
-                  ) -> tuple[dict[str, TaskOutputs], list[int]]:
-    """Per task the test predictions and labels of every seed of a label (runs of ``recipe``), and the seeds."""
-    runs = [r for r in summary["runs"] if r["recipe"] == recipe and r["label"] == label and r["predictions"]]
+def label_outputs(summary: Summary, recipe: str, label: str, seeds: list[int] | None = None,
+                  tasks: list[str] | None = None) -> tuple[dict[str, TaskOutputs], list[int]]:
+    """Per task the test predictions and labels of every seed of a label (runs of ``recipe``), and
+    the seeds; ``seeds`` and ``tasks`` restrict them."""
+    runs = [r for r in summary["runs"] if r["recipe"] == recipe and r["label"] == label and r["predictions"]
+            and (tasks is None or set(r["tasks"]) <= set(tasks))]
     by_seed: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     metrics: dict[str, str] = {}
     for run in runs:
@@ -90,9 +92,10 @@ def judge_all(summary: Summary, n_boot: int = N_BOOT) -> list[dict[str, Any]]:
     return [j for claim in CLAIMS if (j := judge(summary, claim, n_boot)) is not None]
 
 
-def label_scores(summary: Summary, recipe: str, label: str, n_boot: int = N_BOOT) -> dict[str, Any]:
+def label_scores(summary: Summary, recipe: str, label: str, n_boot: int = N_BOOT, seeds: list[int] | None = None,
+                 tasks: list[str] | None = None) -> dict[str, Any]:
     """A label's mean over seeds (x 100) per task and on average, with 95% intervals and per-seed values."""
-    outputs, seeds = label_outputs(summary, recipe, label)
+    outputs, seeds = label_outputs(summary, recipe, label, seeds, tasks)
     if not seeds:
         return {}
     from .stats import metric_value

@@ -28,18 +28,23 @@ def recipe_scores(summary: Summary, recipe: str, **kwargs: Any) -> dict[str, dic
     return {label: s for label in labels if (s := label_scores(summary, recipe, label, **kwargs))}
 
 
-def sweep_rows(summary: Summary) -> list[dict[str, Any]]:
-    """EMD (a, b) at equal budget: score (mean of tasks), effective rank of ΔW, params."""
+def sweep_rows(summary: Summary, **kwargs: Any) -> list[dict[str, Any]]:
+    """EMD (a, b) at equal budget on the sweep's tasks and seeds: score (mean of tasks), effective
+    rank of ΔW, params.  The a=4, b=12 runs come from single_task, restricted to the same tasks and seeds."""
+    sweep = runs_of(summary, "emd_sweep")
+    if not sweep:
+        return []
+    tasks, seeds = sorted({t for r in sweep for t in r["tasks"]}), sorted({r["seed"] for r in sweep})
     rows = []
     for label, (_, options) in EMD_SWEEP.items():
         recipe = "single_task" if label in SINGLE_TASK_METHODS else "emd_sweep"
-        runs = runs_of(summary, recipe, label)
-        score = label_scores(summary, recipe, label)
+        runs = [r for r in runs_of(summary, recipe, label) if r["seed"] in seeds and set(r["tasks"]) <= set(tasks)]
+        score = label_scores(summary, recipe, label, seeds=seeds, tasks=tasks, **kwargs)
         if not runs or not score:
             continue
         ranks = [row["effective_rank"] for run in runs for row in run["analysis"]["report"]]
         rows.append({"label": label, "a": options["a"], "b": options["b"], "score": score["scores"]["avg"],
-                     "seeds": score["seeds"], "effective_rank": float(np.mean(ranks)),
+                     "seeds": score["seeds"], "tasks": tasks, "effective_rank": float(np.mean(ranks)),
                      "max_rank": min(options["a"], options["b"]),
                      "adapter_params": runs[0]["params"].get("adapter_params")})
     return rows
@@ -70,5 +75,5 @@ def derive(summary: Summary, n_boot: int | None = None) -> dict[str, Any]:
     """Everything the figures and tables compute from the summary, computed once."""
     kwargs = {} if n_boot is None else {"n_boot": n_boot}
     scores = {recipe: recipe_scores(summary, recipe, **kwargs) for recipe in RECIPE_LABELS}
-    return {"scores": scores, "claims": judge_all(summary, **kwargs), "sweep": sweep_rows(summary),
+    return {"scores": scores, "claims": judge_all(summary, **kwargs), "sweep": sweep_rows(summary, **kwargs),
             "chosen_ranks": chosen_ranks(summary)}

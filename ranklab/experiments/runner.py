@@ -37,6 +37,15 @@ def run_folder(results: str | Path, run: RunSpec) -> Path:
     return Path(results) / run.run_id
 
 
+def config_conflict(folder: Path, config: TrainConfig) -> list[str]:
+    """Fields in which the run already in ``folder`` differs from ``config`` (empty: same run or none)."""
+    try:
+        saved = load_record(folder / RECORD_NAME)["config"]
+        return config.same_run(TrainConfig.from_dict(saved))
+    except (ValueError, OSError, KeyError, TypeError):
+        return []
+
+
 def run_status(folder: Path, needs_analysis: bool = True) -> str:
     """"finished", "stale" (trained, but its analysis is missing or of an older format) or "todo"."""
     record = folder / RECORD_NAME
@@ -119,6 +128,11 @@ def run_all(runs: list[RunSpec], results: str | Path, scale: Scale, quiet: bool 
 
     ``jobs > 1`` trains that many runs at once in worker processes, each with an equal share of
     the CPU threads (never under ``accelerate launch``, where the processes are already shared)."""
+    for run in runs:  # a recipe changed since these folders were trained: never mix the two
+        differ = config_conflict(run_folder(results, run), run.config)
+        if differ:
+            raise ValueError(f"{run_folder(results, run)} holds a run trained with other settings ({', '.join(differ)}); "
+                             "delete it or use another --results folder")
     todo = [r for r in runs if run_status(run_folder(results, r), not r.tuning) != "finished"]
     if len(todo) < len(runs):
         tqdm.write(f"{desc}: {len(runs) - len(todo)} of {len(runs)} runs finished earlier (reused)")
