@@ -80,11 +80,14 @@ def test_only_the_main_process_writes_the_run_folder(name, two_process_runs):
     run = two_process_runs / name / "run"
     files = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
     assert files == ["adapter", *sorted(f"adapter/{f}" for f in os.listdir(run / "adapter")), "checkpoint.pt",
-                     "record.json"]
+                     "predictions.json", "record.json"]
     assert not [f for f in files if Path(f).name.startswith(".")]  # no temporary or partial file left
     record = json.loads((run / "record.json").read_text())
     assert record["status"] == "completed" and record == logs(two_process_runs / name)[0]["record"] | {
-        "adapter_path": "adapter"}
+        "adapter_path": "adapter", "predictions_path": "predictions.json"}
+    predictions = json.loads((run / "predictions.json").read_text())  # gathered once: one row per test example
+    for task, rows in predictions["tasks"].items():
+        assert len(rows["predicted"]) == len(rows["labels"]) > 0
 
 
 def test_every_process_sees_the_same_task_and_choices_at_every_step(two_process_runs):
@@ -115,4 +118,5 @@ def test_reproduce_smoke_under_two_processes(tmp_path):
     assert "RESULTS.md" in written and "single_task_results.png" in written
     assert not [n for n in written if n.startswith(".")]
     summary = json.loads((tmp_path / "figures" / "results_summary.json").read_text())
-    assert len(summary["runs"]) == 4 and all(r["steps"] > 0 for r in summary["runs"])
+    seeds = summary["seeds"]["single_task"]  # the smoke scale's 4 methods x its reported seeds
+    assert len(seeds) == 2 and len(summary["runs"]) == 4 * len(seeds) and all(r["steps"] > 0 for r in summary["runs"])
