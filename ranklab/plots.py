@@ -125,13 +125,15 @@ def plot_matrix(table: pd.DataFrame, title: str, xlabel: str | None = None, ylab
 
 def plot_heatmap_panels(tables: Mapping[str, pd.DataFrame], suptitle: str, xlabel: str = "module",
                         ylabel: str = "layer", panel_width: float = 3.2, height: float = 3.4,
-                        **heatmap_options) -> Figure:
+                        colorbar: bool | str = True, **heatmap_options) -> Figure:
     """One heatmap per table side by side (titles from the mapping's keys), on one colour scale
-    unless ``vmax`` is given."""
-    fig = Figure(figsize=(panel_width * len(tables), height), layout="constrained")
+    unless ``vmax`` is given.  ``colorbar="last"``: one colour bar, beside the last panel."""
+    fig = Figure(figsize=(panel_width * len(tables) + (0.8 if colorbar else 0), height), layout="constrained")
     axes = fig.subplots(1, len(tables), squeeze=False)[0]
-    for ax, (title, table) in zip(axes, tables.items()):
-        heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index), **heatmap_options)
+    for i, (ax, (title, table)) in enumerate(zip(axes, tables.items())):
+        bar = colorbar is True or (colorbar == "last" and i == len(tables) - 1)
+        heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index), colorbar=bar,
+                **heatmap_options)
         ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
     fig.suptitle(suptitle)
     return fig
@@ -214,8 +216,11 @@ def plot_router_distribution(gate_table: pd.DataFrame, group: str = "task", name
             raise ValueError(f"{name!r} is not in the gate table")
         matrix = rows[gates].to_numpy(dtype=float)
         heatmap(ax, matrix, [c.split("_")[1] for c in gates], list(rows[group]), cmap="magma",
-                 annotate=False, vmin=0.0, vmax=max(1e-12, float(np.nanmax(matrix))))
-        ax.set(title=f"{_label(name)}: {short_module_name(name)}", xlabel="gate (rank / expert)", ylabel=group)
+                annotate=False, vmin=0.0, vmax=max(1e-12, float(np.nanmax(matrix))), xrotation=0,
+                colorbar_label="mean gate probability")
+        step = max(1, math.ceil(len(gates) / 8))  # at most 8 tick labels: 16 ranks stay readable
+        ax.set_xticks(range(0, len(gates), step), [str(i) for i in range(0, len(gates), step)])
+        ax.set(title=f"{_label(name)}: {short_module_name(name)}", xlabel="gate index (rank / expert)", ylabel=group)
     return fig
 
 

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .accounting import module_params
 from .inspect import effective_rank, spectrum_from_factors, stable_rank
@@ -65,12 +66,15 @@ def emd_figure(state: dict[str, Any]) -> Figure:
     left.plot(k, state["emd_sigma"], "s--", label=f"best EMD a={state['a']}, b={state['b']} "
               f"({state['emd_params']:,} params)")
     left.plot(k, state["lora_sigma"], "^:", label=f"best LoRA r={state['r']} ({state['lora_params']:,} params)")
-    left.set(xlabel="k", ylabel="σ_k", title=f"exported LoRA rank = min(a, b) = {state['exported_rank']}")
+    left.set(xlabel="k (singular value index)", ylabel="σ_k",
+             title=f"best fits; exported LoRA rank = min(a, b) = {state['exported_rank']}")
     left.legend(fontsize=8)
     sigma = state["random_init_sigma"]
     right.bar(np.arange(1, len(sigma) + 1), sigma, color="tab:purple")
-    right.set(xlabel="k", ylabel="σ_k", title=f"random B'·T·A': rank {len(sigma)}, "
-              f"effective rank {state['random_init_effective_rank']:.2f}")
+    right.set(xlabel="k (singular value index)", ylabel="σ_k", title=f"a random B'·T·A' (not trained): rank "
+              f"{len(sigma)}, effective rank {state['random_init_effective_rank']:.2f}")
+    for axes in (left, right):
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     return figure
 
 
@@ -91,8 +95,13 @@ def lora_figure(state: dict[str, Any]) -> Figure:
     axes = figure.subplots()
     sigma = state["sigma"]
     axes.bar(np.arange(1, len(sigma) + 1), sigma)
-    axes.set(xlabel="k", ylabel="σ_k", title=f"r={state['r']}, α={state['alpha']:g}, s={state['scaling']:.2f}: "
+    axes.set(xlabel="k (singular value index)", ylabel="σ_k of s·B·A at initialisation",
+             title=f"r={state['r']}, α={state['alpha']:g}, s={state['scaling']:.2f}: "
              f"effective rank {state['effective_rank']:.2f}")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if not np.any(sigma > 0):  # LoRA's own start: say why the plot is empty
+        axes.text(0.5, 0.5, "ΔW = 0: B starts at zero (LoRA's init),\nso every singular value is 0.\n"
+                  "Raise 'B init std' to see a non-zero start.", transform=axes.transAxes, ha="center", va="center")
     return figure
 
 
@@ -100,10 +109,12 @@ class Panel:
     """Sliders -> ``state_fn(**values)`` -> ``figure_fn(state)`` shown in an Output widget."""
 
     def __init__(self, controls: dict[str, Any], state_fn: Callable[..., dict], figure_fn: Callable[[dict], Figure],
-                 summary_keys: tuple[str, ...] = ()) -> None:
+                 summary_keys: dict[str, str] | tuple[str, ...] = ()) -> None:
         import ipywidgets
 
-        self.controls, self.state_fn, self.figure_fn, self.summary_keys = controls, state_fn, figure_fn, summary_keys
+        self.controls, self.state_fn, self.figure_fn = controls, state_fn, figure_fn
+        # state key -> the label shown beside its number
+        self.summary_keys = summary_keys if isinstance(summary_keys, dict) else {k: k for k in summary_keys}
         self.output = ipywidgets.Output()
         self.summary = ipywidgets.HTML()
         self.widget = ipywidgets.VBox([ipywidgets.HBox(list(controls.values())), self.summary, self.output])
@@ -125,7 +136,8 @@ class Panel:
             self.summary.value = f"<b style='color:#b00'>{error}</b>"
             return
         self.figure = self.figure_fn(self.state)
-        self.summary.value = " &nbsp; ".join(f"{k}: <b>{_fmt(self.state[k])}</b>" for k in self.summary_keys)
+        self.summary.value = " &nbsp;|&nbsp; ".join(f"{label}: <b>{_fmt(self.state[k])}</b>"
+                                                   for k, label in self.summary_keys.items())
         self.output.clear_output(wait=True)
         with self.output:
             display(self.figure)
@@ -149,18 +161,21 @@ def emd_panel(d: int = 384, true_rank: int = 12, decay: float = 0.8) -> Panel:
 
     controls = {"a": slider("a", 4), "b": slider("b", 12), "r": slider("r", 8)}
     return Panel(controls, lambda a, b, r: emd_state(a, b, r, d, d, true_rank, decay), emd_figure,
-                 ("emd_params", "lora_params", "exported_rank", "emd_energy_kept", "lora_energy_kept",
-                  "emd_effective_rank"))
+                 {"emd_params": "EMD params", "lora_params": "LoRA params", "exported_rank": "exported rank",
+                  "emd_energy_kept": "energy kept by EMD", "lora_energy_kept": "energy kept by LoRA",
+                  "emd_effective_rank": "effective rank of the best EMD fit"})
 
 
-def lora_panel(d: int = 64) -> Panel:
-    """Sliders for r, alpha and B's init scale (0 = LoRA's zero init)."""
+def lora_panel(d: int = 64, init_std: float = 0.3) -> Panel:
+    """Sliders for r, alpha and B's init scale.  It opens at a non-zero B (``init_std``) so the plot
+    shows a spectrum; 0 is LoRA's own zero init (the figure then says why it is empty)."""
     import ipywidgets
 
     controls = {
         "r": ipywidgets.IntSlider(value=8, min=1, max=d, description="r", continuous_update=False),
         "alpha": ipywidgets.FloatSlider(value=16.0, min=1.0, max=64.0, step=1.0, description="alpha", continuous_update=False),
-        "init_std": ipywidgets.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="B init std", continuous_update=False),
+        "init_std": ipywidgets.FloatSlider(value=init_std, min=0.0, max=1.0, step=0.05, description="B init std",
+                                           continuous_update=False),
     }
     return Panel(controls, lambda r, alpha, init_std: lora_state(r, alpha, init_std, d), lora_figure,
-                 ("scaling", "effective_rank", "norm"))
+                 {"scaling": "scaling s = α/r", "effective_rank": "effective rank", "norm": "‖ΔW‖_F"})

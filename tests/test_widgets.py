@@ -37,9 +37,12 @@ def test_emd_panel_shows_error_instead_of_crashing():
     assert panel.state["a"] != 20  # the last valid state is kept
 
 
-def test_lora_panel_zero_init_has_zero_spectrum_and_scaling():
+def test_lora_panel_opens_on_a_visible_spectrum_and_explains_the_zero_init():
     panel = widgets.lora_panel(d=32)
+    assert panel.state["norm"] > 0 and panel.figure.axes[0].patches  # a first-time user sees bars
+    panel.controls["init_std"].value = 0.0  # LoRA's own init: B = 0, so ΔW = 0
     assert np.all(panel.state["sigma"] == 0) and panel.state["norm"] == 0
+    assert "B starts at zero" in " ".join(t.get_text() for t in panel.figure.axes[0].texts)
     panel.controls["init_std"].value = 0.5
     panel.controls["r"].value = 4
     panel.controls["alpha"].value = 8.0

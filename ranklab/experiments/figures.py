@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from ..accounting import module_params
 from ..adapters.base import EXPERT_ROUTED, RANK_CHOOSING, RANK_SLICEABLE
 from ..inspect import rank_table
-from ..plots import plot_heatmap_panels, plot_lines, plot_router_distribution, save_figure
+from ..plots import heatmap, plot_heatmap_panels, plot_lines, plot_router_distribution, save_figure
 from ..result_plots import PALETTE, plot_claims, plot_embedding_study, plot_interval_bars, plot_rank_consistency
 from ..result_plots import plot_sweep
 from . import paper
@@ -187,8 +187,8 @@ def fig_effective_rank(summary: Summary) -> Figure | None:
     vmax = max(float(np.nanmax(t.to_numpy(dtype=float))) for t in tables.values())
     seeds = sorted({r["seed"] for r in runs})
     return plot_heatmap_panels(tables, f"effective rank of ΔW per layer ({task}, mean over seeds {seeds})",
-                               vmin=1, vmax=vmax, fmt=".1f", fontsize=8, xtick_fontsize=None, cmap="cividis",
-                               ytick_fontsize=None, xrotation=0, colorbar=False)
+                               vmin=1, vmax=vmax, fmt=".1f", fontsize=9, xtick_fontsize=None, cmap="cividis",
+                               ytick_fontsize=None, xrotation=0, colorbar="last", colorbar_label="effective rank")
 
 
 def fig_dylora_curve(summary: Summary) -> Figure | None:
@@ -208,19 +208,39 @@ def fig_dylora_curve(summary: Summary) -> Figure | None:
 
 
 def fig_adalora_budget(summary: Summary) -> Figure | None:
+    """AdaLoRA's total rank over training (its schedule is the same for every task and seed) and
+    where the budget went: the final rank of every layer and module, mean over seeds, per task."""
     runs = [r for r in runs_of(summary, "single_task") if r["rank_history"]]
     if not runs:
         return None
     tasks = list(dict.fromkeys(r["tasks"][0] for r in runs))
-    lines, labelled = [], set()
-    for run in runs:  # one line per seed; the legend names each task once
-        task = run["tasks"][0]
-        lines.append({"x": [h["step"] for h in run["rank_history"]], "y": [h["total"] for h in run["rank_history"]],
-                      "label": task if task not in labelled else "_nolegend_", "color": PALETTE[tasks.index(task)],
-                      "style": "-" if tasks.index(task) == 0 else "--"})
-        labelled.add(task)
-    return plot_lines(lines, xlabel="step", ylabel="total rank over all modules",
-                      title="AdaLoRA: rank budget during training (one line per seed)")
+    fig = Figure(figsize=(4.8 + 3.0 * len(tasks), 3.6), layout="constrained")
+    axes = fig.subplots(1, 1 + len(tasks), gridspec_kw={"width_ratios": [1.6] + [1] * len(tasks)})
+    for i, task in enumerate(tasks):
+        history = next(r for r in runs if r["tasks"][0] == task)["rank_history"]
+        axes[0].plot([h["step"] for h in history], [h["total"] for h in history], "-" if i == 0 else "--",
+                     color=PALETTE[i], linewidth=3 - i, label=task)
+    axes[0].set(xlabel="optimizer step", ylabel="total rank, all modules",
+                title="budget schedule (the same for\nevery task and seed: lines coincide)")
+    axes[0].legend(fontsize=8)
+    final = [r for r in runs if r.get("final_ranks")]
+    tables = {}
+    for task in tasks:
+        frames = [pd.DataFrame({"name": list(r["final_ranks"]), "rank": list(r["final_ranks"].values())})
+                  for r in final if r["tasks"][0] == task]
+        if frames:
+            frame = pd.concat(frames)
+            frame["layer"] = frame["name"].str.extract(r"layer\.(\d+)\.", expand=False).astype(int)
+            frame["module"] = frame["name"].str.rsplit(".", n=1).str[-1]
+            tables[task] = frame.pivot_table(index="layer", columns="module", values="rank", aggfunc="mean")
+    vmax = max((float(t.to_numpy().max()) for t in tables.values()), default=1.0)
+    for ax, (task, table) in zip(axes[1:], tables.items()):
+        heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index), cmap="cividis", vmin=0,
+                vmax=vmax, fmt=".1f", fontsize=8, xrotation=0, colorbar=ax is axes[-1], colorbar_label="final rank")
+        ax.set(title=f"{task}: final rank per module\n(mean of {len(final) // len(tasks)} seeds)", xlabel="module",
+               ylabel="layer")
+    fig.suptitle("AdaLoRA 12 -> 8: where the rank budget went")
+    return fig
 
 
 def fig_mor_params(summary: Summary, d: int = 384, modules: int = 12) -> Figure:

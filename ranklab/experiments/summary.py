@@ -78,6 +78,7 @@ def run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
         "test": record.get("test") or {}, "best": record.get("best"), "params": record["params"],
         "steps": record["steps"], "wall_time_s": round(record["wall_time_s"], 1),
         "rank_history": [{"step": h["step"], "total": h["total"]} for h in record.get("rank_history", [])],
+        "final_ranks": (record.get("rank_history") or [{}])[-1].get("per_module", {}),
         "evals": [{"step": e["step"], "score": round(e["score"], 5), "train_loss": round(e["train_loss"], 5)}
                   for e in record["evals"]],
         "predictions": predictions, "analysis": _slim_analysis(analysis),
