@@ -91,7 +91,7 @@ def _quiet_and_seeded(seed: int | None) -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
-def _load_tiny(num_labels: int) -> tuple[Any, Any]:
+def _load_tiny(num_labels: int, **options: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
@@ -100,42 +100,50 @@ def _load_tiny(num_labels: int) -> tuple[Any, Any]:
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
         eos_token_id=tokenizer.sep_token_id, **TINY_CONFIG, **_head_kwargs(num_labels),
     )
-    return AutoModelForSequenceClassification.from_config(config), tokenizer
+    return AutoModelForSequenceClassification.from_config(config, **options), tokenizer
 
 
-def _load_pretrained(location: str, num_labels: int, local_only: bool) -> tuple[Any, Any]:
+def _load_pretrained(location: str, num_labels: int, local_only: bool, **options: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     model = AutoModelForSequenceClassification.from_pretrained(
-        location, local_files_only=local_only, **_head_kwargs(num_labels))
+        location, local_files_only=local_only, **_head_kwargs(num_labels), **options)
     tokenizer = AutoTokenizer.from_pretrained(location, local_files_only=local_only)
     return model, tokenizer
 
 
-def _load_hub(spec: BackboneSpec, num_labels: int, offline_ok: bool) -> tuple[Any, Any]:
+def _load_hub(spec: BackboneSpec, num_labels: int, offline_ok: bool, **options: Any) -> tuple[Any, Any]:
     if offline_ok and _offline_now(spec):  # a copy in the local HF cache is fine: no network needed
         with contextlib.suppress(OSError, ValueError):
-            return _load_pretrained(spec.location, num_labels, local_only=True)
+            return _load_pretrained(spec.location, num_labels, local_only=True, **options)
     if offline_mode() or not hub_reachable():
         raise hub_error(f"backbone {spec.name!r}")
     try:
-        return _load_pretrained(spec.location, num_labels, local_only=False)
+        return _load_pretrained(spec.location, num_labels, local_only=False, **options)
     except OSError as error:
         raise hub_error(f"backbone {spec.name!r}", error) from error
 
 
-def load_backbone(name: str, num_labels: int, *, offline_ok: bool = True, seed: int | None = 0) -> tuple[Any, Any]:
+ATTENTION = ("eager", "sdpa")  # transformers' attention implementations ranklab offers
+
+
+def load_backbone(name: str, num_labels: int, *, offline_ok: bool = True, seed: int | None = 0,
+                  attn_implementation: str | None = None) -> tuple[Any, Any]:
     """``(model, tokenizer)``: AutoModelForSequenceClassification with a fresh head of ``num_labels``
     (1 = regression).  ``offline_ok``: hub backbones may come from the local HF cache without asking
-    the hub.  ``seed`` seeds the new head (and tiny-random's weights); None uses the global RNG."""
+    the hub.  ``seed`` seeds the new head (and tiny-random's weights); None uses the global RNG.
+    ``attn_implementation``: "eager" or "sdpa" (None: transformers' default, sdpa)."""
     spec = _spec(name)
     head = _head_kwargs(num_labels)  # validate before any loading
+    if attn_implementation is not None and attn_implementation not in ATTENTION:
+        raise ValueError(f"unknown attn_implementation {attn_implementation!r}; valid: {', '.join(ATTENTION)}")
+    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     with _quiet_and_seeded(seed):
         if spec.source == "code":
-            return _load_tiny(head["num_labels"])
+            return _load_tiny(head["num_labels"], **options)
         if spec.source == "pypi":
-            return _load_pretrained(str(minilm_path()), num_labels, local_only=True)
-        return _load_hub(spec, num_labels, offline_ok)
+            return _load_pretrained(str(minilm_path()), num_labels, local_only=True, **options)
+        return _load_hub(spec, num_labels, offline_ok, **options)
 
 
 def _offline_now(spec: BackboneSpec) -> bool:

@@ -70,3 +70,23 @@ def test_tokenize_and_collate(tiny):
     assert batch["labels"].tolist() == [1, 0]
     with pytest.raises(ValueError, match="lacks columns"):
         tokenize_task(data, tokenizer, "sst2")
+
+
+def test_attention_implementation_is_chosen_and_checked():
+    model, _ = load_backbone("tiny-random", 2, attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    with pytest.raises(ValueError, match="unknown attn_implementation 'flash'; valid: eager, sdpa"):
+        load_backbone("tiny-random", 2, attn_implementation="flash")
+    from ranklab.train import TrainConfig
+
+    with pytest.raises(ValueError, match="attn_implementation must be one of"):
+        TrainConfig(attn_implementation="flash")
+
+
+def test_embedded_scale_uses_bf16_only_where_it_is_native():
+    from ranklab.experiments.recipes import get_scale
+    from ranklab.train.config import native_bf16
+
+    train = get_scale("embedded").train
+    assert train["mixed_precision"] == ("bf16" if native_bf16() else "no")
+    assert train["attn_implementation"] == "eager"

@@ -45,24 +45,29 @@ def test_recipes_cover_every_method_at_every_seed():
         assert len(sweep) == (len(EMD_SWEEP) - 1) * len(sweep_tasks) * len(scale.seeds_for("emd_sweep"))
     embedded = get_scale("embedded")
     assert len(embedded.seeds) >= 5 and len(embedded.multi_seeds) >= 3  # the issue's minimum
-    assert embedded.tuning_seed not in embedded.seeds + embedded.multi_seeds
+    assert len(embedded.tuning_seeds) == 2
+    assert not set(embedded.tuning_seeds) & set(embedded.seeds + embedded.multi_seeds + embedded.sweep_seeds)
     assert len(recipe_runs(["multi_task"], "embedded")[0].config.tasks) == 7
 
 
-def test_the_search_covers_the_grid_on_the_tuning_seed_only():
+def test_the_search_covers_the_grid_on_the_tuning_seeds_only():
     scale = get_scale("embedded")
     search = tuning_runs(None, scale)
-    assert {r.seed for r in search} == {scale.tuning_seed}
+    assert {r.seed for r in search} == set(scale.tuning_seeds)
     assert {r.config.lr for r in search} == set(scale.lr_grid)
     assert not any(r.config.eval_test for r in search)  # the search never sees a test split
     keys = {r.tune_key for r in search}
-    searched = [label for label in MULTI_TASK_METHODS if label != "MoELoRA 8x r=2"]
-    assert keys == {f"single:{label}" for label in SINGLE_TASK_METHODS} | {f"multi:{label}" for label in searched}
-    # the sweep, the control and MoELoRA use the rate of the method they are compared with
+    assert keys == ({f"single:{label}" for label in SINGLE_TASK_METHODS}
+                    | {f"multi:{label}" for label in MULTI_TASK_METHODS})  # every method, MoELoRA included
+    # every (method, task set, seed, rate) once
+    cells = [(r.tune_key, tuple(r.config.tasks), r.seed, r.config.lr) for r in search]
+    per_seed_and_rate = len(SINGLE_TASK_METHODS) * len(scale.single_tasks) + len(MULTI_TASK_METHODS)
+    assert len(cells) == len(set(cells)) == per_seed_and_rate * len(scale.tuning_seeds) * len(scale.lr_grid)
+    # the sweep and the control use the rate of the method they vary
     reported = recipe_runs(None, scale)
     assert {r.tune_key for r in reported if r.recipe == "emd_sweep"} == {"single:EMD a=4, b=12"}
     assert {r.tune_key for r in reported if r.label in CONTROLS} == {"multi:Rank router r<=16"}
-    assert {r.tune_key for r in reported if r.config.method == "moelora"} == {"multi:MoR 8 experts"}
+    assert {r.tune_key for r in reported if r.config.method == "moelora"} == {"multi:MoELoRA 8x r=2"}
     chosen = {key: 1e-2 for key in keys}
     assert {r.config.lr for r in recipe_runs(None, scale, learning_rates=chosen)} == {1e-2}
 
@@ -181,6 +186,11 @@ def test_figures_and_tables_show_the_derived_numbers(protocol, tmp_path):
                                     else "inconclusive")
     markdown = tables.results_markdown(summary, derived)
     assert "## The papers' claims" in markdown and "## Learning-rate search" in markdown
+    # the protocol's own wall time, from the session log the runner keeps
+    session = summary["sessions"][0]
+    trained = len(tuning_runs(None, "smoke")) + len(protocol_runs(None, "smoke", protocol)[0])
+    assert session["search_runs_trained"] + session["runs_trained"] == trained and session["total_s"] > 0
+    assert f"Protocol wall time: {session['total_s'] / 60:.1f} min in 1 session(s)" in markdown
     assert "84.00" in markdown  # the paper's multi-task router average beside ours
 
 
@@ -224,7 +234,7 @@ def test_figures_command_without_results_is_a_clean_error(tmp_path):
 def test_reproduce_refuses_the_tuning_seed(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ranklab.cli", "reproduce", "--scale", "smoke", "--seeds", "0,1",
                              "--results", str(tmp_path)], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2 and "tuning seed and is never reported" in result.stderr
+    assert result.returncode == 2 and "tuning seeds [0] are never reported" in result.stderr
 
 
 SUMMARY = ROOT / "figures" / "results_summary.json"

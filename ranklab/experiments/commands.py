@@ -66,9 +66,10 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     names, seeds = _recipes(args.recipes), parse_seeds(args.seeds)
     scale = get_scale(args.scale)
-    if seeds is not None and scale.tuning_seed in seeds:
-        raise ValueError(f"seed {scale.tuning_seed} is the {scale.name} scale's tuning seed and is never reported; "
-                         "choose other seeds")
+    if seeds is not None and set(scale.tuning_seeds) & set(seeds):
+        tuning = sorted(set(scale.tuning_seeds) & set(seeds))
+        raise ValueError(f"seed(s) {tuning}: the {scale.name} scale's tuning seeds {list(scale.tuning_seeds)} are never "
+                         "reported; choose other seeds")
     if args.quick:
         seeds = seeds[:1] if seeds else scale.seeds[:1]
     jobs = default_jobs() if args.jobs is None else args.jobs

@@ -31,6 +31,7 @@ from .recipes import RunSpec, Scale, get_scale, recipe_runs, tuning_runs
 from .tuning import TUNING_NAME, choose_learning_rates, learning_rates_from_summary
 
 ANALYSIS_NAME = "analysis.json"
+PROTOCOL_LOG = "protocol_log.json"  # one entry per `reproduce` session: wall time, runs trained, jobs
 
 
 def run_folder(results: str | Path, run: RunSpec) -> Path:
@@ -182,20 +183,44 @@ def protocol_runs(names: list[str] | None, scale: str | Scale, results: str | Pa
     return recipe_runs(names, scale, seeds, rates), rates
 
 
+def _todo(runs: list[RunSpec], results: str | Path) -> int:
+    return sum(run_status(run_folder(results, r), not r.tuning) != "finished" for r in runs)
+
+
+def log_session(results: str | Path, entry: dict[str, Any]) -> None:
+    """Append one session's timing to ``<results>/protocol_log.json`` (atomically)."""
+    path = Path(results) / PROTOCOL_LOG
+    try:
+        log = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log = []
+    write_json(path, [*log, entry])
+
+
 def run_protocol(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",
                  seeds: tuple[int, ...] | None = None, quick: bool = False,
                  summary_path: str | Path | None = None, quiet: bool = True, jobs: int = 1) -> list[Path]:
-    """The learning-rate search (unless ``quick``), then every reported run; returns the run folders."""
+    """The learning-rate search (unless ``quick``), then every reported run; returns the run folders.
+    Each session's wall time (search and reported runs) and the runs it trained are logged."""
     scale_spec = get_scale(scale)
+    entry: dict[str, Any] = {"scale": scale, "quick": quick, "jobs": jobs, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    start = time.perf_counter()
     if not quick:
         search = tuning_runs(names, scale_spec)
         if search:
+            entry["search_runs_trained"] = _todo(search, results)
             run_all(search, results, scale_spec, quiet, desc=f"{scale} lr search", jobs=jobs)
             chosen = choose_learning_rates(search, results)
             if is_main_process():
                 write_json(Path(results) / TUNING_NAME, chosen)
+    entry["search_s"] = round(time.perf_counter() - start, 1)
     runs, _ = protocol_runs(names, scale_spec, results, seeds, quick, summary_path)
-    return run_all(runs, results, scale_spec, quiet, desc=f"{scale} runs", jobs=jobs)
+    entry["runs_trained"] = _todo(runs, results)
+    folders = run_all(runs, results, scale_spec, quiet, desc=f"{scale} runs", jobs=jobs)
+    entry["total_s"] = round(time.perf_counter() - start, 1)
+    if is_main_process():
+        log_session(results, entry)
+    return folders
 
 
 def run_recipes(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",

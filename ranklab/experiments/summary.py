@@ -17,7 +17,7 @@ from ..atomic import write_text
 from ..train.records import PREDICTIONS_NAME, RECORD_NAME, load_predictions, load_record, package_versions
 from .embedding_study import study
 from .recipes import CONTROLS, RunSpec, get_scale
-from .runner import ANALYSIS_NAME, is_finished, protocol_runs, run_folder
+from .runner import ANALYSIS_NAME, PROTOCOL_LOG, is_finished, protocol_runs, run_folder
 from .tuning import TUNING_NAME
 
 SUMMARY_FORMAT = 2
@@ -127,6 +127,15 @@ def embedding_studies(runs: list[RunSpec], results: str | Path) -> dict[str, Any
     return out
 
 
+def _sessions(results: str | Path, scale: str) -> list[dict[str, Any]]:
+    """The protocol's `reproduce` sessions on this results folder (wall time, runs trained)."""
+    try:
+        log = json.loads((Path(results) / PROTOCOL_LOG).read_text())
+    except (OSError, ValueError):
+        return []
+    return [entry for entry in log if entry.get("scale") == scale]
+
+
 # --- everything -------------------------------------------------------------------------------
 def collect(scale: str, results: str | Path, names: list[str] | None = None,
             seeds: tuple[int, ...] | None = None) -> dict[str, Any]:
@@ -151,6 +160,7 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
         "seeds": {run.recipe: sorted({r.seed for r in runs if r.recipe == run.recipe}) for run in runs},
         "planned_runs": len(planned), "versions": package_versions(),
         "tuning": json.loads(tuning_file.read_text()) if tuning_file.is_file() else None,
+        "sessions": _sessions(results, scale),
         "labels": labels,
         "task_embedding_study": embedding_studies(runs, results),
         "runs": summaries,

@@ -107,15 +107,31 @@ def _declared() -> str:
     return "\n".join(lines)
 
 
+def _sessions_text(sessions: list[dict[str, Any]]) -> list[str]:
+    """Wall time of the `ranklab reproduce` sessions that trained these results."""
+    full = [s for s in sessions if not s.get("quick")]
+    if not full:
+        return []
+    total, search = sum(s["total_s"] for s in full), sum(s.get("search_s", 0.0) for s in full)
+    trained = sum(s.get("runs_trained", 0) + s.get("search_runs_trained", 0) for s in full)
+    jobs = sorted({s.get("jobs", 1) for s in full})
+    return [f"Protocol wall time: {total / 60:.1f} min in {len(full)} session(s) of `ranklab reproduce` "
+            f"({search / 60:.1f} min learning-rate search, {(total - search) / 60:.1f} min reported runs; "
+            f"{trained} runs trained, {'/'.join(map(str, jobs))} side by side).", ""]
+
+
 def results_markdown(summary: Summary, derived: Derived) -> str:
     scale = summary["scale"]
     wall = sum(r["wall_time_s"] for r in summary["runs"])
     parts = [f"# ranklab results ({scale} scale)", "", summary["description"], "",
-             f"{len(summary['runs'])} reported runs ({wall / 60:.0f} min of training and evaluation, {wall / len(summary['runs']):.0f} s per run on average).", ""]
+             f"{len(summary['runs'])} reported runs ({wall / 60:.0f} min of training and evaluation, "
+             f"{wall / len(summary['runs']):.0f} s per run on average).", ""]
+    parts += _sessions_text(summary.get("sessions") or [])
     tuning = tuning_frame(summary)
     if tuning is not None:
-        parts += ["## Learning-rate search (validation only, tuning seed "
-                  f"{', '.join(str(s) for s in summary['tuning']['seeds'])}, never reported)", "",
+        seeds = summary["tuning"]["seeds"]
+        parts += [f"## Learning-rate search (validation only, tuning seed{'s' if len(seeds) > 1 else ''} "
+                  f"{', '.join(str(s) for s in seeds)}, never reported)", "",
                   f"Rule: {summary['tuning']['rule']}. Best validation score x 100 per rate:", "",
                   markdown_table(tuning), ""]
     if derived["claims"]:

@@ -1,9 +1,9 @@
-"""The learning-rate search: one grid for every method, scored on validation, on a seed never reported.
+"""The learning-rate search: one grid for every method, scored on validation, on seeds never reported.
 
 Rule: for each ``tune_key`` (a method and its options, single- or multi-task), the score of a rate
-is the mean over its task sets of the search run's best validation score (the mean of the tasks'
-main metrics); the highest score wins, a tie goes to the smaller rate.  Test splits are never
-evaluated in the search.
+is the mean over its task sets and tuning seeds of the search run's best validation score (the
+mean of the tasks' main metrics); the highest score wins, a tie goes to the smaller rate.  Test
+splits are never evaluated in the search.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from ..train.records import RECORD_NAME, load_record
 from .recipes import RunSpec
 
 TUNING_NAME = "tuning.json"
-RULE = ("per method: the rate with the highest mean best-validation score over its task sets, "
-        "on the tuning seed (never reported); ties go to the smaller rate; test never evaluated")
+RULE = ("per method: the rate with the highest mean best-validation score over its task sets and the "
+        "tuning seeds (never reported); ties go to the smaller rate; test never evaluated")
 
 
 def choose_learning_rates(search: list[RunSpec], results: str | Path) -> dict[str, Any]:

@@ -9,8 +9,22 @@ from typing import Any
 ADALORA = "adalora"  # PEFT's AdaLoRA; not a ranklab registry method
 SAMPLING = ("proportional", "uniform", "temperature", "softmax")  # ranklab.data.multitask.STRATEGIES
 PRECISIONS = ("no", "fp16", "bf16")
+ATTENTION = ("eager", "sdpa")  # ranklab.backbones.ATTENTION
 # Options that change how a run is executed, not what it computes (ignored when resuming).
 RUN_OPTIONS = ("resume", "overwrite", "quiet", "output")
+
+
+def native_bf16() -> bool:
+    """Whether bf16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AMX /
+    AVX512-BF16 (oneDNN's check).  Elsewhere bf16 is emulated and slower than fp32."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def known_methods() -> list[str]:
@@ -56,8 +70,12 @@ class TrainConfig:
                                                             "(softmax: MoRE's p ~ softmax(n_i / N)).",
                                                             "choices": SAMPLING})
     temperature: float = field(default=2.0, metadata={"help": "Temperature of sampling='temperature'."})
-    mixed_precision: str = field(default="no", metadata={"help": "Mixed precision (fp16/bf16 on a GPU).",
-                                                         "choices": PRECISIONS})
+    mixed_precision: str = field(default="no", metadata={
+        "help": "Mixed precision: bf16 autocast on a GPU or a CPU with native bf16 (AMX / AVX512-BF16), fp16 on a "
+                "GPU.", "choices": PRECISIONS})
+    attn_implementation: str | None = field(default=None, metadata={
+        "help": "Attention kernel of the backbone (none: transformers' default, sdpa); eager is faster for "
+                "short sequences under CPU bf16.", "choices": ATTENTION})
     head_module: str = field(default="classifier", metadata={"help": "Name of the classification head (trained)."})
     eval_test: bool = field(default=True, metadata={"help": "Evaluate the best model on the test split at the end."})
     data_dir: str | None = field(default=None, metadata={"help": "Folder with local GLUE files (instead of the hub)."})
@@ -106,6 +124,8 @@ class TrainConfig:
             raise ValueError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
+        if self.attn_implementation is not None and self.attn_implementation not in ATTENTION:
+            raise ValueError(f"attn_implementation must be one of {ATTENTION} or None, got {self.attn_implementation!r}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
         self.adapter_config()  # validate method options now, not after loading a model

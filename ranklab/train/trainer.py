@@ -73,7 +73,8 @@ def train(config: TrainConfig, *, tasks: Sequence[TaskData] | None = None,
         from ..backbones import load_backbone
         from ..data import get_task
 
-        model, tokenizer = load_backbone(config.backbone, get_task(config.tasks[0]).num_labels, seed=config.seed)
+        model, tokenizer = load_backbone(config.backbone, get_task(config.tasks[0]).num_labels, seed=config.seed,
+                                         attn_implementation=config.attn_implementation)
         tasks, collator = prepare_tasks(config, tokenizer)
     else:
         if model_fn is None:
