@@ -63,8 +63,10 @@ def load_peft_for_inspection(path_or_model: str | os.PathLike | nn.Module, base_
 def _load(path: Path, base_model: nn.Module | None, load_kwargs: dict[str, Any]) -> nn.Module:
     import peft
 
+    from ..compat import quiet_peft
+
     config = read_adapter_config(path)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), quiet_peft():
         warnings.filterwarnings("ignore", message=_SPURIOUS)
         if base_model is not None:
             return peft.PeftModel.from_pretrained(base_model, str(path), **load_kwargs)

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..compat import quiet_peft
+
 ADAPTER_NAME = "default"
 
 
@@ -76,7 +78,8 @@ def build_adalora(model: nn.Module, options: AdaLoraOptions, total_steps: int, h
         orth_reg_weight=options.orth_reg_weight, beta1=options.beta1, beta2=options.beta2,
         modules_to_save=[head_module],
     )
-    return get_peft_model(model, config)
+    with quiet_peft():  # PEFT's own deprecation warning, not the user's
+        return get_peft_model(model, config)
 
 
 def orth_loss(model: nn.Module) -> torch.Tensor:
