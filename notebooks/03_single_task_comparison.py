@@ -93,7 +93,7 @@ show(figs.fig_results(summary, "single_task", derived), "single_task_results")
 # find. The grey band in the figure is ± MDE; the diamond is the paper's difference.
 
 # %%
-display(Markdown(tables.markdown_table(tables.claims_frame(derived, "single_task"))))
+display(Markdown(tables.markdown_table(tables.claims_frame(derived, "single_task", summary))))
 show(figs.fig_claims(summary, derived), "claims")
 
 # %% [markdown]

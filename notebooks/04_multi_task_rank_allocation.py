@@ -74,7 +74,7 @@ show(figs.fig_results(summary, "multi_task", derived), "multi_task_results")
 # 95% interval contains zero.
 
 # %%
-display(Markdown(tables.markdown_table(tables.claims_frame(derived, "multi_task"))))
+display(Markdown(tables.markdown_table(tables.claims_frame(derived, "multi_task", summary))))
 
 # %% [markdown]
 # ## 3. Which ranks does each task use?

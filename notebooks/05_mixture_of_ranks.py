@@ -121,7 +121,7 @@ with torch.no_grad():
 summary = notebook_results(["multi_task"], scale, train=train or smoke, results_dir=results_dir,
                            summary_path=summary_path)
 derived = derive(summary)
-mor_claims = tables.claims_frame(derived, "multi_task")
+mor_claims = tables.claims_frame(derived, "multi_task", summary)
 display(Markdown(tables.markdown_table(mor_claims[mor_claims["claim"].str.startswith("MoR")])))
 fig = figs.fig_mor_router(summary)
 save_figure(fig, output / "05_mor_router_weights")

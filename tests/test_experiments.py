@@ -260,3 +260,32 @@ def test_committed_figures_match_what_the_pipeline_draws(tmp_path):
             assert ours.shape == theirs.shape and np.abs(ours - theirs).mean() < 0.01, path.name
         if path.suffix == ".md":
             assert path.read_text() == (ROOT / "figures" / path.name).read_text()
+
+
+def test_collapsed_seeds_are_runs_at_chance_whatever_the_class_balance():
+    from ranklab.experiments.derived import chance_tasks, collapsed_seeds
+
+    rng = np.random.default_rng(0)
+    balanced, imbalanced = rng.integers(0, 3, 600), (rng.random(600) < 0.1).astype(int)  # 90% class 0
+    labels = {"a": encode(balanced, False), "b": encode(imbalanced, False), "r": [0.5, 1.0]}
+    constant = {"a": encode(np.zeros(600), False), "b": encode(np.zeros(600), False)}  # b: 90% accurate, no skill
+    noisy = np.where(rng.random(600) < 0.8, balanced, (balanced + 1) % 3)
+    good = {"a": encode(noisy, False), "b": encode(imbalanced, False)}
+    half = {"a": encode(noisy, False), "b": encode(np.zeros(600), False)}
+    runs = [{"recipe": "multi_task", "label": "m", "seed": seed, "predictions": predictions}
+            for seed, predictions in ((1, constant), (2, good), (3, half))]
+    summary = {"runs": runs, "labels": labels}
+    assert chance_tasks(runs[0], labels) == ["a", "b"] and chance_tasks(runs[1], labels) == []
+    assert chance_tasks({"predictions": {"r": [0.1, 0.9]}}, labels) == []  # regression is never "at chance"
+    assert collapsed_seeds(summary, "multi_task", "m") == [1, 3]  # at least half of the tasks at chance
+
+
+@pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
+def test_readme_shows_the_committed_claims_table():
+    """README's reading rests on the claims table of RESULTS.md (itself checked against the pipeline above)."""
+    def claim_rows(text: str) -> list[str]:
+        start = text.index("| claim | B - A |")
+        return text[start:text.index("\n\n", start)].splitlines()
+
+    readme, results = (ROOT / "README.md").read_text(), (ROOT / "figures" / "RESULTS.md").read_text()
+    assert claim_rows(readme) == claim_rows(results)

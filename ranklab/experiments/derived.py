@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from .claims import judge_all, label_scores
+from .summary import decode
 from .recipes import CONTROLS, EMD_SWEEP, MULTI_TASK_METHODS, SINGLE_TASK_METHODS
 
 Summary = dict[str, Any]
@@ -48,6 +49,31 @@ def sweep_rows(summary: Summary, **kwargs: Any) -> list[dict[str, Any]]:
                      "max_rank": min(options["a"], options["b"]),
                      "adapter_params": runs[0]["params"].get("adapter_params")})
     return rows
+
+
+CHANCE_MCC = 0.1  # a task is "at chance" when its test predictions' MCC with the labels is below this
+
+
+def chance_tasks(run: dict[str, Any], labels: dict[str, Any]) -> list[str]:
+    """Classification tasks on which a run's test predictions carry (almost) no information about
+    the labels (Matthews correlation, multi-class, below CHANCE_MCC): the majority-class collapse
+    an unstable run ends in.  MCC is 0 for a constant prediction whatever the class balance."""
+    from sklearn.metrics import matthews_corrcoef
+
+    found = []
+    for task, encoded in (run.get("predictions") or {}).items():
+        truth = (run.get("labels") or {}).get(task, labels.get(task))
+        if isinstance(encoded, str) and encoded and isinstance(truth, str):  # class ids, not regression
+            if matthews_corrcoef(decode(truth), decode(encoded)) < CHANCE_MCC:
+                found.append(task)
+    return found
+
+
+def collapsed_seeds(summary: Summary, recipe: str, label: str) -> list[int]:
+    """Seeds whose run is at chance on at least half of its tasks."""
+    labels = summary.get("labels", {})
+    return sorted(r["seed"] for r in runs_of(summary, recipe, label)
+                  if r.get("predictions") and 2 * len(chance_tasks(r, labels)) >= len(r["predictions"]))
 
 
 def chosen_ranks(summary: Summary, label: str = "Rank router r<=16") -> dict[str, Any] | None:

@@ -97,8 +97,10 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
             ax.fill_between(steps, values.min(0), values.max(0), color=PALETTE[i % len(PALETTE)], alpha=0.15)
         name = tasks[0] if len(tasks) == 1 else f"{len(tasks)} tasks (mean)"
         ax.set(title=f"{recipe.replace('_', '-')}: {name}", xlabel="optimizer step", ylabel="validation x 100")
-    axes[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                    title="mean over seeds;\nband: min-max", title_fontsize=7)
+    last_of_recipe = {recipe: i for i, (recipe, _, _) in enumerate(panels)}  # one legend per recipe: colours differ
+    for i in last_of_recipe.values():
+        axes[i].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                       title="mean over seeds;\nband: min-max", title_fontsize=7)
     return fig
 
 
@@ -117,7 +119,7 @@ def fig_lr_search(summary: Summary) -> Figure | None:
                     color=PALETTE[i % len(PALETTE)], label=key.split(":", 1)[1])
             chosen = tuning["chosen"][key]
             ax.plot(chosen, 100 * tuning["scores"][key][f"{chosen:g}"], "*", markersize=12, color=PALETTE[i % len(PALETTE)])
-        ax.set(xscale="log", xlabel="peak learning rate", ylabel="best validation x 100 (tuning seed)",
+        ax.set(xscale="log", xlabel="peak learning rate", ylabel="best validation x 100\n(mean of the tuning seeds)",
                title=f"{kind}-task learning-rate search (star: chosen)")
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig

@@ -12,7 +12,7 @@ import pandas as pd
 from ..atomic import write_text
 from . import paper
 from .claims import CLAIMS
-from .derived import runs_of
+from .derived import CHANCE_MCC, collapsed_seeds, runs_of
 
 Summary = dict[str, Any]
 Derived = dict[str, Any]
@@ -41,9 +41,10 @@ def results_frame(summary: Summary, derived: Derived, recipe: str) -> pd.DataFra
     rows = []
     for label, scores in derived["scores"].get(recipe, {}).items():
         run = runs_of(summary, recipe, label)[0]
+        collapsed = [s for s in collapsed_seeds(summary, recipe, label) if s in scores["seeds"]]
         row = {"method": label, **{g: interval(c) for g, c in scores["scores"].items()},
                "adapter params": run["params"].get("adapter_params", 0), "lr": f"{run['lr']:g}",
-               "seeds": len(scores["seeds"])}
+               "seeds": len(scores["seeds"]), "seeds at chance": f"{len(collapsed)} of {len(scores['seeds'])}"}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -55,17 +56,23 @@ def _paper_rows(recipe: str) -> pd.DataFrame:
                          for name, table in tables for label, row in table.items()])
 
 
-def claims_frame(derived: Derived, recipe: str | None = None) -> pd.DataFrame:
-    """The claims table (optionally only one recipe's claims)."""
+def claims_frame(derived: Derived, recipe: str | None = None, summary: Summary | None = None) -> pd.DataFrame:
+    """The claims table (optionally only one recipe's claims).  With ``summary``: how many seeds of
+    each side were at chance (a majority-class collapse), which a difference may come from."""
     rows = []
     for c in derived["claims"]:
         if recipe is not None and c["recipe"] != recipe:
             continue
-        rows.append({"claim": c["text"], "B - A": f"{c['b']} − {c['a']}",
-                     "paper Δ": "-" if c["paper_difference"] is None else f"{c['paper_difference']:+.2f}",
-                     "our Δ [95% CI]": f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]",
-                     "MDE": f"{c['minimal_detectable_effect']:.2f}", "seeds x test examples":
-                     f"{c['n_seeds']} x {c['n_examples']:,}", "verdict": f"**{c['verdict']}**"})
+        row = {"claim": c["text"], "B - A": f"{c['b']} − {c['a']}",
+               "paper Δ": "-" if c["paper_difference"] is None else f"{c['paper_difference']:+.2f}",
+               "our Δ [95% CI]": f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]",
+               "MDE": f"{c['minimal_detectable_effect']:.2f}", "seeds x test examples":
+               f"{c['n_seeds']} x {c['n_examples']:,}"}
+        if summary is not None:
+            count = {side: len([s for s in collapsed_seeds(summary, c["recipe"], c[side]) if s in c["seeds"]])
+                     for side in ("a", "b")}
+            row["seeds at chance (B / A)"] = f"{count['b']} / {count['a']}"
+        rows.append({**row, "verdict": f"**{c['verdict']}**"})
     return pd.DataFrame(rows)
 
 
@@ -135,7 +142,11 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
                   f"Rule: {summary['tuning']['rule']}. Best validation score x 100 per rate:", "",
                   markdown_table(tuning), ""]
     if derived["claims"]:
-        parts += ["## The papers' claims", "", _declared(), "", markdown_table(claims_frame(derived)), ""]
+        parts += ["## The papers' claims", "", _declared(), "", markdown_table(claims_frame(derived, summary=summary)),
+                  "", f"Seeds at chance: runs whose test predictions have a Matthews correlation below {CHANCE_MCC:g} "
+                  "with the labels on at least half of their tasks (a majority-class collapse: a constant "
+                  "prediction has MCC 0). A difference between a side that collapsed and one that did not "
+                  "measures training stability at the chosen rate, not what the method can learn.", ""]
     for recipe in ("single_task", "multi_task"):
         if derived["scores"].get(recipe):
             parts += [f"## {recipe.replace('_', '-')}: mean over seeds [95% interval], test x 100", "",
