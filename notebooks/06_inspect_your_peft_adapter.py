@@ -2,13 +2,10 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     notebook_metadata_filter: -kernelspec,-jupytext.text_representation.jupytext_version,-jupytext.text_representation.format_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
 # ---
 
 # %% [markdown]
@@ -33,6 +30,7 @@ smoke = False          # True: tiny random backbone and 3 training steps (used b
 seed = 0
 output_dir = "outputs"     # where this notebook writes its figures, the report and the demo adapters
 adapter_path = None        # your PEFT adapter folder, e.g. "my-lora"; None: train two demo adapters
+base_model_path = None     # a local folder with the adapter's base model (None: the one its config names)
 
 # %%
 # %matplotlib inline
@@ -61,8 +59,9 @@ adapters = {}              # label -> a PEFT model in eval mode; everything belo
 # `adapter_config.json` names the base model the adapter was trained on
 # (`base_model_name_or_path`, a hub id or a local folder) and its `task_type`.
 # `load_peft_for_inspection` loads that base with the matching class (as PEFT's
-# `AutoPeftModelFor...` do) and puts the adapter on it. If the base is not reachable, load it
-# yourself and pass it: `load_peft_for_inspection(adapter_path, base_model=my_base)`. For a large
+# `AutoPeftModelFor...` do) and puts the adapter on it. If the base is on the hub and the hub is
+# not reachable, you get a message saying so: set `base_model_path` to a local copy of the base
+# (or pass a model you loaded: `load_peft_for_inspection(adapter_path, base_model=my_base)`). For a large
 # base add e.g. `torch_dtype=torch.bfloat16`: the spectra are computed in float32 anyway.
 
 # %%
@@ -71,7 +70,7 @@ if adapter_path is not None:
     ranks = ("init_r", "target_r") if config.get("peft_type") == "ADALORA" else ("r",)
     for key in ("peft_type", "task_type", "base_model_name_or_path", *ranks, "lora_alpha", "target_modules"):
         print(f"{key:>24}: {config.get(key)}")
-    adapters["yours"] = load_peft_for_inspection(adapter_path)
+    adapters["yours"] = load_peft_for_inspection(adapter_path, base_model=base_model_path)
 
 # %% [markdown]
 # ## 2. No adapter at hand? Train two

@@ -103,3 +103,28 @@ def test_bad_inputs_name_the_fix(tmp_path, saved_lora):
     assert load_peft_for_inspection(model) is model
     with pytest.raises(ValueError, match="base_model is only used"):
         load_peft_for_inspection(model, build_tiny_roberta())
+
+
+def _point_at_the_hub(adapter):
+    """Make a saved adapter name a hub base, as adapters downloaded from the hub do."""
+    config_file = adapter / "adapter_config.json"
+    config = json.loads(config_file.read_text())
+    config["base_model_name_or_path"] = "FacebookAI/roberta-base"
+    config_file.write_text(json.dumps(config))
+
+
+def test_a_hub_base_that_cannot_be_fetched_is_a_clear_error_and_a_local_copy_works(saved_lora, monkeypatch):
+    folder, expected = saved_lora
+    _point_at_the_hub(folder / "adapter")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError) as error:
+        load_peft_for_inspection(folder / "adapter")
+    message = str(error.value)
+    assert "'FacebookAI/roberta-base'" in message and "needs the Hugging Face hub" in message
+    assert "base_model=" in message and "OSError" in message  # what went wrong and how to pass a local base
+    local = load_peft_for_inspection(folder / "adapter", base_model=folder / "base")  # the local copy
+    got = deltas(local)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name])
+    with pytest.raises(ValueError, match="base model folder .* does not exist"):
+        load_peft_for_inspection(folder / "adapter", base_model=folder / "nowhere")

@@ -59,13 +59,14 @@ def notebook_results(recipes: list[str], scale: str = "embedded", train: bool = 
               f"{len(summary['runs'])} runs); set train = True to train them here.")
         return summary
     todo, seconds = training_plan(recipes, scale, results_dir, quick, summary_path)
-    if todo:
-        print(f"Training {len(todo)} runs of {', '.join(recipes)} ({scale} scale) into {results_dir}: "
-              f"about {seconds / 60:.0f} min of CPU time here (finished runs are reused; stop and rerun to resume).")
+    jobs = default_jobs()
+    if todo:  # a run's time was measured with the protocol's runs side by side: wall time = sum / jobs
+        print(f"Training {len(todo)} runs of {', '.join(recipes)} ({scale} scale) into {results_dir}, {jobs} side by "
+              f"side: about {seconds / jobs / 60:.0f} min here (finished runs are reused; stop and rerun to resume).")
         for run in todo[:5]:
             print(f"  {run.run_id}")
         if len(todo) > 5:
             print(f"  ... and {len(todo) - 5} more")
     run_protocol(recipes, scale, results_dir, (get_scale(scale).seeds[0],) if quick else None, quick=quick,
-                 summary_path=summary_path, jobs=default_jobs())
+                 summary_path=summary_path, jobs=jobs)
     return collect(scale, results_dir, recipes, (get_scale(scale).seeds[0],) if quick else None)
