@@ -78,21 +78,13 @@ def _head_kwargs(num_labels: int) -> dict[str, Any]:
 @contextlib.contextmanager
 def _quiet_and_seeded(seed: int | None) -> Iterator[None]:
     """Hide the expected "classifier newly initialised" report and the weight-loading progress bar
-    (a second of work); seed the head without touching global RNG."""
-    from transformers.utils import logging as hf_logging
+    (``compat.quiet_loading``); seed the head without touching global RNG."""
+    from .compat import quiet_loading
 
-    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
-            yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
+    with quiet_loading(), torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        yield
 
 
 def _load_tiny(num_labels: int, **options: Any) -> tuple[Any, Any]:

@@ -66,10 +66,10 @@ def load_peft_for_inspection(path_or_model: str | os.PathLike | nn.Module,
 def _load(path: Path, base_model: nn.Module | None, load_kwargs: dict[str, Any]) -> nn.Module:
     import peft
 
-    from ..compat import quiet_peft
+    from ..compat import quiet_loading, quiet_peft
 
     config = read_adapter_config(path)
-    with warnings.catch_warnings(), quiet_peft():
+    with warnings.catch_warnings(), quiet_peft(), quiet_loading():
         warnings.filterwarnings("ignore", message=_SPURIOUS)
         if base_model is not None:
             return peft.PeftModel.from_pretrained(base_model, str(path), **load_kwargs)
@@ -106,7 +106,10 @@ def _local_base(adapter: Path, folder: Path) -> nn.Module:
         labels = _saved_head_outputs(adapter)
         if labels:
             options["num_labels"] = labels
-    return getattr(transformers, BASE_CLASSES.get(task_type, "AutoModel")).from_pretrained(str(folder), **options)
+    from ..compat import quiet_loading
+
+    with quiet_loading():
+        return getattr(transformers, BASE_CLASSES.get(task_type, "AutoModel")).from_pretrained(str(folder), **options)
 
 
 def _saved_head_outputs(adapter: Path) -> int | None:
