@@ -10,7 +10,7 @@ STAMP      := $(VENV)/.ranklab-installed
 
 SCALE      ?= embedded
 
-.PHONY: setup run reproduce figures demo bench test test-slow test-dist clean-venv
+.PHONY: setup run reproduce quick figures demo bench test test-slow test-dist test-browser lab clean-venv
 
 setup: $(STAMP)
 
@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	-$(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null
+	$(BIN)/python -m ranklab.labsetup
 	touch $(STAMP)
 
 run: reproduce
@@ -27,6 +28,10 @@ run: reproduce
 # Train every recipe at $(SCALE) (finished runs are skipped), then write figures/ and RESULTS.md.
 reproduce: setup
 	$(BIN)/ranklab reproduce --scale $(SCALE)
+
+# One seed, no learning-rate search (the committed protocol's rates): a workshop run, about 10 minutes.
+quick: setup
+	$(BIN)/ranklab reproduce --scale $(SCALE) --quick
 
 # Redraw figures/ from results/ (or from the committed figures/results_summary.json).
 figures: setup
@@ -47,6 +52,15 @@ test-slow: setup
 # Two CPU processes through torch.distributed (gloo): multi-process training checks (about 2 minutes).
 test-dist: setup
 	$(BIN)/python -m pytest -m distributed $(PYTEST_ARGS)
+
+# Every notebook in JupyterLab in chromium (Debian's: apt-get install chromium), driven by Playwright;
+# screenshots in browser-artifacts/.
+test-browser: setup
+	$(BIN)/python -m pytest -m browser tests/browser $(PYTEST_ARGS)
+
+# The workshop entry: set-up, then JupyterLab on notebooks/ (http://127.0.0.1:8888).
+lab: setup
+	$(BIN)/jupyter lab --ip 127.0.0.1 --notebook-dir notebooks
 
 clean-venv:
 	rm -rf $(VENV)

@@ -31,7 +31,7 @@
 
 # %% tags=["parameters"]
 smoke = False              # True: tiny model on synthetic tasks, trained here (used by the test suite)
-train = False              # True: train the runs here (about 20 minutes on 2 CPU cores) instead of reading them
+train = False              # True: train the runs here (about 13 minutes on 2 CPU cores) instead of reading them
 output_dir = "outputs"     # where this notebook writes its figures
 results_dir = "../results" # run folders shared with `make reproduce` (finished runs are reused)
 summary_path = "../figures/results_summary.json"  # the committed results of the full protocol

@@ -71,7 +71,9 @@ show(figs.fig_results(summary, "multi_task", derived), "multi_task_results")
 # %% [markdown]
 # ## 2. The paper's claims, paired
 # Same seeds and test examples for both sides of every difference; *inconclusive* means the
-# 95% interval contains zero.
+# 95% interval contains zero. "Seeds at chance" counts the runs that collapsed to the majority
+# class (MCC below 0.1 on at least half of the tasks): a difference between a side that
+# collapsed and one that did not measures training stability at the chosen rate, not capacity.
 
 # %%
 display(Markdown(tables.markdown_table(tables.claims_frame(derived, "multi_task", summary))))
