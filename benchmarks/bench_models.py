@@ -36,6 +36,9 @@ def ranklab_model(method: str, randomize: bool = False, **options) -> nn.Module:
 def peft_lora(r: int = 8) -> nn.Module:
     from peft import LoraConfig, get_peft_model
 
-    model = get_peft_model(build_backbone(), LoraConfig(r=r, lora_alpha=16, target_modules=TARGETS,
-                                                        modules_to_save=["classifier"]))
+    from ranklab.compat import quiet_peft
+
+    with quiet_peft():
+        model = get_peft_model(build_backbone(), LoraConfig(r=r, lora_alpha=16, target_modules=TARGETS,
+                                                            modules_to_save=["classifier"]))
     return model.to(DEVICE)

@@ -1,6 +1,7 @@
 """The embedded protocol's training throughput: ranklab's trainer against the Hugging Face Trainer
 + PEFT doing the same work, and the speed-ups measured before choosing them (length-grouped
-batches, bf16 autocast, threads).  Real MiniLM-L6 and the offline movie task (no hub needed).
+batches, bf16 autocast with eager attention, two runs side by side).  Real MiniLM-L6 and the
+offline movie task (no hub needed), with the embedded scale's own settings.
 
 Every comparison alternates its two sides (A B A B ...) and reports the median ratio with the
 interquartile range of the per-pair ratios (see bench.py).
@@ -16,16 +17,25 @@ from typing import Callable
 
 import torch
 
+from ranklab.compat import quiet_peft
 from ranklab.train import TrainConfig, train
 
 STEPS, BATCH, LENGTH, TASK = 40, 16, 32, "movie"
+
+
+def protocol_settings() -> dict:
+    """The embedded scale's precision and attention (bf16 + eager where bf16 is native)."""
+    from ranklab.experiments.recipes import get_scale
+
+    train = get_scale("embedded").train
+    return {k: train[k] for k in ("mixed_precision", "attn_implementation")}
 
 
 def protocol_config(**overrides) -> TrainConfig:
     """One single-task run of the embedded protocol, cut to STEPS steps, no evaluation."""
     settings = dict(method="lora", adapter={"r": 8, "alpha": 16.0}, tasks=[TASK], backbone="minilm-l6", lr=3e-3,
                     batch_size=BATCH, max_steps=STEPS, max_length=LENGTH, group_by_length=True, eval_every=10_000,
-                    eval_test=False, quiet=True, max_eval=16, warmup_ratio=0.06)
+                    eval_test=False, quiet=True, max_eval=16, warmup_ratio=0.06, **protocol_settings())
     settings.update(overrides)
     return TrainConfig(**settings)
 
@@ -47,44 +57,25 @@ def hf_trainer_run(group_by_length: bool) -> Callable[[], None]:
     from ranklab.backbones import load_backbone
     from ranklab.data import load_task, tokenize_task
 
+    settings = protocol_settings()
     _, tokenizer = load_backbone("minilm-l6", 2)
     data = tokenize_task(load_task(TASK), tokenizer, TASK, max_length=LENGTH)["train"]
     output = tempfile.mkdtemp(prefix="ranklab-bench-")
 
-    def run() -> None:
-        model, _ = load_backbone("minilm-l6", 2)
-        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"],
-                                                 modules_to_save=["classifier"]))
+    def run() -> None:  # the same precision and attention kernel as the protocol
+        model, _ = load_backbone("minilm-l6", 2, attn_implementation=settings["attn_implementation"])
+        with quiet_peft():
+            model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"],
+                                                     modules_to_save=["classifier"]))
         args = TrainingArguments(output_dir=output, per_device_train_batch_size=BATCH, max_steps=STEPS,
-                                 learning_rate=3e-3, warmup_ratio=0.06, weight_decay=0.01, logging_strategy="no",
+                                 learning_rate=3e-3, warmup_steps=0.06, weight_decay=0.01, logging_strategy="no",
                                  save_strategy="no", report_to=[], disable_tqdm=True, use_cpu=not torch.cuda.is_available(),
-                                 group_by_length=group_by_length, dataloader_num_workers=0, seed=0)
+                                 bf16=settings["mixed_precision"] == "bf16",
+                                 train_sampling_strategy="group_by_length" if group_by_length else "random",
+                                 dataloader_num_workers=0, seed=0)
         Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer)).train()
     run()  # warm-up
     return run
-
-
-def bf16_step_fns(batch_size: int = BATCH, length: int = 24) -> tuple[Callable[[], None], Callable[[], None]]:
-    """One training step in float32 and under CPU bf16 autocast (same model, same batch)."""
-    import ranklab
-    from ranklab.backbones import load_backbone
-
-    model, _ = load_backbone("minilm-l6", 2)
-    ranklab.attach(model, ranklab.make_config("lora", r=8, target_modules=["query", "value"],
-                                              modules_to_save=["classifier"]))
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1000, 20000, (batch_size, length), generator=generator)
-    labels = torch.randint(0, 2, (batch_size,), generator=generator)
-    device_type = "cuda" if torch.cuda.is_available() else "cpu"
-
-    def step(bf16: bool) -> None:
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
-            loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return (lambda: step(False)), (lambda: step(True))
 
 
 WORKER = """
