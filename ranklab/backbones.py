@@ -136,15 +136,29 @@ def _decoder_config(spec: BackboneSpec, tokenizer: Any) -> Any:
                         tie_word_embeddings=True, **ids)
 
 
+# DECISION: the tiny decoders draw their word embeddings (tied to the output layer) with std 0.2,
+# ten times transformers' 0.02.  The final norm fixes the last hidden state's size, so with 0.02 the
+# largest logit gap an adapter can reach is about 1 and the loss cannot fall below ~9 nats on a
+# 30k vocabulary (measured: EMD on movie_lm stayed at 9.4 after 60 steps; 2.2 with std 0.2).
+TINY_EMBEDDING_STD = 0.2
+
+
+def init_tied_embeddings(model: Any, std: float = TINY_EMBEDDING_STD) -> Any:
+    """Redraw a random decoder's word embeddings N(0, std^2) (from the torch RNG; seed first)."""
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0.0, std)
+    return model
+
+
 def _load_tiny_decoder(spec: BackboneSpec, num_labels: int, objective: str, **options: Any) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     tokenizer = minilm_tokenizer()
     config = _decoder_config(spec, tokenizer)
     if objective == "causal-lm":
-        return AutoModelForCausalLM.from_config(config, **options), tokenizer
+        return init_tied_embeddings(AutoModelForCausalLM.from_config(config, **options)), tokenizer
     config.update(_head_kwargs(num_labels))
-    return AutoModelForSequenceClassification.from_config(config, **options), tokenizer
+    return init_tied_embeddings(AutoModelForSequenceClassification.from_config(config, **options)), tokenizer
 
 
 def _load_tiny(num_labels: int, **options: Any) -> tuple[Any, Any]:

@@ -44,7 +44,7 @@ def build_tiny_gpt2(hidden: int = 32, layers: int = 2, seed: int = 0, vocab: int
 
     torch.manual_seed(seed)
     config = GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=2, n_positions=40,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=2)
     return GPT2LMHeadModel(config).eval()
 
 
@@ -55,7 +55,8 @@ def build_tiny_decoder(family: str = "llama", hidden: int = 32, layers: int = 2,
     torch.manual_seed(seed)
     config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config}[family]
     config = config_class(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
-                          num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64)
+                          num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64,
+                          bos_token_id=0, eos_token_id=2, pad_token_id=1)
     return AutoModelForCausalLM.from_config(config).eval()
 
 

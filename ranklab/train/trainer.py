@@ -90,6 +90,10 @@ def train(config: TrainConfig, *, tasks: Sequence[TaskData] | None = None,
             raise ValueError(f"tasks {wrong} are not {config.objective} tasks (TaskData.objective); "
                              f"set TrainConfig.objective to match")
         model = model_fn(tasks[0].num_labels)
+        if collator is None and config.causal_lm:  # rows of different lengths: pad them (right, labels -100)
+            from ..data.completion import CompletionCollator
+
+            collator = CompletionCollator(getattr(getattr(model, "config", None), "pad_token_id", None) or 0)
     return Trainer(config, model, list(tasks), collator, callbacks).fit()
 
 
@@ -303,6 +307,7 @@ class Trainer:
         epoch, skip = self._resume()
         if self.runtime.has_ranks and not self.record["rank_history"]:  # the starting budget, for plots
             self.record["rank_history"].append(self.runtime.rank_snapshot(0))
+            self.tracker.log_budget(0, self.record["rank_history"][0])
         quiet = self.config.quiet or not self.accelerator.is_local_main_process
         self.bar = tqdm(total=self.total_steps, initial=self.step, disable=quiet, dynamic_ncols=True,
                         desc=f"{self.config.method} {','.join(self.config.tasks)}")
