@@ -1,4 +1,5 @@
 """Decoder-only models: GPT-2's Conv1D and target_modules="all-linear" (PEFT's shorthand)."""
+import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
@@ -76,3 +77,50 @@ def test_gpt2_c_attn_orientation_merge_and_report():
     assert report["base_fro"][0] == pytest.approx(float(torch.linalg.matrix_norm(w0.double())))
     sigma = torch.linalg.svdvals(model.transformer.h[0].attn.c_attn.delta_weight().detach().double())
     assert report["sigma_1"][0] == pytest.approx(float(sigma[0]), rel=1e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_decoder_report_spectra_equal_svdvals_and_export_matches(family, tmp_path):
+    from peft import PeftModel
+
+    from ranklab.inspect import model_report, model_spectra
+
+    model = build_tiny_decoder(family)
+    ranklab.attach(model, make_config("emd", a=2, b=5, target_modules="all-linear"))
+    randomize_adapters(model, seed=2)
+    report = model_report(model)
+    assert len(report) == 14 and set(report["module"]) == {
+        "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+        "mlp.down_proj"}
+    layers = ranklab.adapter_layers(model)
+    for name, sigma in model_spectra(model).items():
+        dense = torch.linalg.svdvals(layers[name].delta_weight().detach().double()).numpy()
+        assert sigma[:2] == pytest.approx(dense[:2], rel=1e-5)
+    ids = torch.randint(3, 100, (2, 9), generator=torch.Generator().manual_seed(0))
+    path = ranklab.export_peft(model, tmp_path / "peft")
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits
+        got = PeftModel.from_pretrained(build_tiny_decoder(family), str(path))(input_ids=ids).logits
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_router_probe_leaves_padding_out_by_default():
+    from ranklab.inspect import RouterProbe
+
+    model = build_tiny_decoder("llama")
+    ranklab.attach(model, make_config("mor", r=4, n_experts=3, target_modules=["gate_proj", "up_proj", "down_proj"]))
+    randomize_adapters(model, seed=0)
+    ids = torch.randint(3, 100, (3, 8), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1] * 8, [1] * 5 + [0] * 3, [1] * 2 + [0] * 6])
+    with torch.no_grad(), RouterProbe(model) as probe:
+        model(input_ids=ids, attention_mask=mask)
+    name = next(iter(probe.layers))
+    with torch.no_grad(), RouterProbe(model, mask_padding=False) as everything:
+        model(ids, mask)  # positional, as transformers' forward(input_ids, attention_mask)
+    assert probe.token_gates(name).shape == (15, 3) and everything.token_gates(name).shape == (24, 3)
+    kept = everything.token_gates(name).reshape(3, 8, 3)[mask.bool()]
+    np.testing.assert_allclose(probe.token_gates(name), kept, rtol=0, atol=0)
+    with torch.no_grad(), RouterProbe(model) as probe:
+        probe.token_mask = torch.ones(3, 8, dtype=torch.long)  # an explicit mask wins
+        model(input_ids=ids, attention_mask=mask)
+    assert probe.token_gates(name).shape == (24, 3)

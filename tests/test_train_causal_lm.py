@@ -115,3 +115,21 @@ def test_objective_mismatch_is_a_clear_error():
               model_fn=lambda n: build_tiny_gpt2())
     with pytest.raises(ValueError, match="objective must be one of classification, causal-lm"):
         TrainConfig(objective="seq2seq")
+
+
+def test_decoder_backbones_also_classify_with_their_score_head():
+    from transformers import AutoModelForSequenceClassification
+
+    from ranklab.train.synthetic import synthetic_task
+
+    def model_fn(num_labels):
+        config = build_tiny_decoder("llama").config
+        config.update({"num_labels": num_labels, "pad_token_id": 1})
+        torch.manual_seed(0)
+        return AutoModelForSequenceClassification.from_config(config)
+
+    config = TrainConfig(method="lora", adapter={"r": 4, "target_modules": "all-linear"}, tasks=["synthetic"],
+                         head_module="score", max_steps=30, batch_size=32, lr=1e-2, quiet=True)
+    result = train(config, tasks=[synthetic_task(n_train=256)], model_fn=model_fn)
+    assert result.record["params"]["head_params"] == 32 * 2  # the score head is trained (no bias)
+    assert result.record["test"]["synthetic"]["accuracy"] > 0.75

@@ -15,7 +15,7 @@ OBJECTIVES = ("classification", "causal-lm")  # ranklab.data.tasks.OBJECTIVES
 # knows more, e.g. wandb and mlflow, but they need accounts or servers this project cannot test).
 TRACKERS = ("tensorboard",)
 # Options that change how a run is executed, not what it computes (ignored when resuming).
-RUN_OPTIONS = ("resume", "overwrite", "quiet", "output", "report_to")
+RUN_OPTIONS = ("resume", "overwrite", "quiet", "output", "report_to", "log_every")
 
 
 def native_bf16() -> bool:
