@@ -1,5 +1,6 @@
 """Offline end to end: movie_lm from the (synthetic) wheel, `ranklab train --objective causal-lm`, the recipe."""
 import json
+import re
 
 import pytest
 
@@ -75,3 +76,23 @@ def test_mor_recipe_smoke_runs_end_to_end(synthetic, tmp_path):  # noqa: F811
     assert (tmp_path / "seed0" / "record.json").is_file()
     modules = json.loads((tmp_path / "seed0" / "adapter" / "ranklab_config.json").read_text())["modules"]
     assert modules and all(m.rsplit(".", 1)[-1] in ("gate_proj", "up_proj", "down_proj") for m in modules)
+
+
+def test_example_trains_emd_on_gpt2_offline(synthetic, tmp_path, monkeypatch, capsys):  # noqa: F811
+    import runpy
+    from pathlib import Path
+
+    import torch
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "causal_lm_emd_gpt2.py"
+    monkeypatch.setattr("sys.argv", [str(script), "--steps", "2", "--output", str(tmp_path / "ex")])
+    threads = torch.get_num_threads()
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert "validation exact match" in out and "test {'exact_match'" in out
+    assert re.search(r"transformer\.h\.0\.attn\.c_attn +192 +64 +12x4", out)  # Conv1D as (d_out x d_in)
+    assert (tmp_path / "ex" / "peft" / "adapter_config.json").is_file()
+    assert json.loads((tmp_path / "ex" / "peft" / "adapter_config.json").read_text())["fan_in_fan_out"] is True

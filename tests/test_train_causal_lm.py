@@ -133,3 +133,23 @@ def test_decoder_backbones_also_classify_with_their_score_head():
     result = train(config, tasks=[synthetic_task(n_train=256)], model_fn=model_fn)
     assert result.record["params"]["head_params"] == 32 * 2  # the score head is trained (no bias)
     assert result.record["test"]["synthetic"]["accuracy"] > 0.75
+
+
+def test_causal_lm_resume_after_a_crash_equals_an_uninterrupted_run(tmp_path):
+    """MoR's token router with 2 micro-batches per step, killed after its second evaluation."""
+    def crash_at_7(step, model):
+        if step == 7:
+            raise RuntimeError("crash")
+
+    def go(output, callbacks=(), **extra):
+        config = TrainConfig(method="mor", adapter={"r": 4, "n_experts": 3, "target_modules": "all-linear"},
+                             tasks=["synthetic_lm"], objective="causal-lm", max_steps=9, eval_every=3, batch_size=16,
+                             gradient_accumulation_steps=2, lr=1e-2, quiet=True, output=str(output), **extra)
+        return train(config, tasks=[synthetic_completion_task()], model_fn=lambda n: build_tiny_gpt2(seed=0),
+                     callbacks=callbacks)
+
+    full = go(tmp_path / "full")
+    with pytest.raises(RuntimeError, match="crash"):
+        go(tmp_path / "crashed", callbacks=[crash_at_7])
+    resumed = go(tmp_path / "crashed", resume=True, report_to="tensorboard")  # a tracker is a run option
+    assert resumed.record["evals"] == full.record["evals"] and resumed.record["test"] == full.record["test"]

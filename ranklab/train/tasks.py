@@ -125,7 +125,8 @@ def prepare_tasks(config: Any, tokenizer: Any) -> tuple[list[TaskData], Callable
                config.max_train, config.seed if config.max_train else None, config.max_eval, config.max_test,
                config.cache_dir, config.data_dir)
         if key[1] is None or key not in _TOKENIZED:
-            splits = load_task(name, cache_dir=config.cache_dir, seed=config.seed, data_dir=config.data_dir)
+            with _quiet_datasets():  # causal-LM tasks map their rows to prompts: no progress bar either
+                splits = load_task(name, cache_dir=config.cache_dir, seed=config.seed, data_dir=config.data_dir)
             capped = {**_cap(splits, ["train"], config.max_train, config.seed),
                       **_cap(splits, ["validation"], config.max_eval, EVAL_SUBSET_SEED),
                       **_cap(splits, ["test"], config.max_test, EVAL_SUBSET_SEED)}
