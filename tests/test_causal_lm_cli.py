@@ -32,7 +32,19 @@ def test_tasks_command_lists_the_causal_lm_tasks(synthetic, capsys):  # noqa: F8
     assert "--objective causal-lm" in out
 
 
-def test_cli_trains_a_causal_lm_offline(synthetic, tmp_path, capsys):  # noqa: F811
+@pytest.fixture
+def restore_progress_bars():
+    """`ranklab train --quiet` turns transformers' and datasets' bars off for the process: turn them back."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    hf_bars, ds_bars = hf_logging.is_progress_bar_enabled(), datasets.is_progress_bar_enabled()
+    yield
+    (hf_logging.enable_progress_bar if hf_bars else hf_logging.disable_progress_bar)()
+    (datasets.enable_progress_bars if ds_bars else datasets.disable_progress_bars)()
+
+
+def test_cli_trains_a_causal_lm_offline(synthetic, tmp_path, capsys, restore_progress_bars):  # noqa: F811
     argv = ["train", "--objective", "causal-lm", "--task", "movie_lm", "--backbone", "tiny-gpt2", "--method", "emd",
             "--a", "2", "--b", "4", "--target-modules", "all-linear", "--max-steps", "3", "--batch-size", "4",
             "--gradient-accumulation-steps", "2", "--max-length", "32", "--lr", "1e-2", "--quiet",
