@@ -8,6 +8,7 @@ from torch import nn
 
 from .adapters import AdapterConfig, AdapterLayer, get_method
 from .adapters.base import RANK_SLICEABLE
+from .adapters.targets import ALL_LINEAR, all_linear_targets, candidate_names, is_linear_like, linear_shape
 
 
 @dataclass
@@ -62,15 +63,24 @@ def _head_modules(model: nn.Module, config: AdapterConfig) -> dict[str, nn.Modul
     return {n: m for n, m in heads.items() if not any(n.startswith(o + ".") for o in heads if o != n)}
 
 
-def _available_linear_names(model: nn.Module, limit: int = 12) -> str:
-    names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    suffixes = sorted({name.rsplit(".", 1)[-1] for name in names})
-    examples = ", ".join(names[:3])
-    return f"Linear module names end in: {', '.join(suffixes[:limit])} (e.g. {examples})"
+def target_names(model: nn.Module, config: AdapterConfig) -> list[str]:
+    """The modules ``attach`` wraps: nn.Linear / Conv1D modules matching ``config.target_modules``
+    ("all-linear": all but the output head), never inside a kept head (``modules_to_save``)."""
+    heads = _head_modules(model, config)
+    if config.target_modules == ALL_LINEAR:
+        chosen = all_linear_targets(model)
+    else:
+        chosen = [name for name, module in model.named_modules() if is_linear_like(module) and config.matches(name)]
+    targets = [name for name in chosen if not any(name == h or name.startswith(h + ".") for h in heads)]
+    if not targets:
+        raise ValueError(f"target_modules={config.target_modules!r} matched no nn.Linear or Conv1D module "
+                         f"(ranklab adapts both: GPT-2's projections are Conv1D); {candidate_names(model)}")
+    return targets
 
 
 def attach(model: nn.Module, config: AdapterConfig) -> AttachSummary:
-    """Wrap every nn.Linear whose name matches ``config.target_modules`` with the config's method.
+    """Wrap every nn.Linear or GPT-2 Conv1D whose name matches ``config.target_modules`` (or
+    all of them but the output head: ``"all-linear"``) with the config's method.
 
     Freezes all other parameters except ``config.modules_to_save``; returns the accounting.
     """
@@ -83,17 +93,9 @@ def attach(model: nn.Module, config: AdapterConfig) -> AttachSummary:
         if not any(_name_matches(n, [modules_to_save_name]) for n, _ in model.named_modules()):
             raise ValueError(f"modules_to_save entry {modules_to_save_name!r} matches no module")
     heads = _head_modules(model, config)
-    targets = [
-        name for name, module in model.named_modules()
-        if isinstance(module, nn.Linear) and config.matches(name)
-        and not any(name == h or name.startswith(h + ".") for h in heads)
-    ]
-    if not targets:
-        raise ValueError(f"target_modules={config.target_modules!r} matched no nn.Linear module; {_available_linear_names(model)}")
-
+    targets = target_names(model, config)
     for name in targets:  # validate every shape before changing anything
-        module = model.get_submodule(name)
-        config.check_shape(module.in_features, module.out_features, name)
+        config.check_shape(*linear_shape(model.get_submodule(name)), name)
     for p in model.parameters():
         p.requires_grad_(False)
     layers = {}

@@ -36,13 +36,20 @@ def share(items: Sequence[Any], index: int, count: int) -> list[Any]:
     return list(items[start:start + size + (1 if index < extra else 0)])
 
 
-def micro_batches(indices: Sequence[int], global_size: int, world: int, steps: int) -> list[tuple[list[int], float]]:
+def micro_batches(indices: Sequence[int], global_size: int, world: int, steps: int,
+                  sizes: Sequence[int] | None = None) -> list[tuple[list[int], float]]:
     """(rows, loss weight) per micro-batch of one process's share; at least one (a zero-weight
-    stand-in when the share is empty, so every process runs the same collective backward)."""
+    stand-in when the share is empty, so every process runs the same collective backward).
+
+    A micro-batch's weight is its share of the global batch times the number of processes: by
+    rows, or with ``sizes`` (a size per row id, e.g. a causal LM's target tokens) by summed sizes,
+    ``global_size`` then being the global batch's summed size."""
     chunks = [c for c in (share(indices, i, steps) for i in range(steps)) if c]
     if not chunks:
         return [([], 0.0)]
-    return [(chunk, len(chunk) * world / global_size) for chunk in chunks]
+    if sizes is None:
+        return [(chunk, len(chunk) * world / global_size) for chunk in chunks]
+    return [(chunk, float(sum(sizes[i] for i in chunk)) * world / max(global_size, 1)) for chunk in chunks]
 
 
 def padded_share(n: int, index: int, count: int) -> list[int]:

@@ -230,6 +230,9 @@ def export_peft(model: nn.Module, path: str | os.PathLike, **selector: Any) -> P
         r=r, lora_alpha=r, rank_pattern=pattern, alpha_pattern=dict(pattern),
         target_modules=sorted(layers),  # exact names: a suffix could match modules ranklab never adapted
         modules_to_save=list(config.modules_to_save) or None, lora_dropout=config.dropout,
+        # GPT-2's Conv1D: PEFT keeps lora_A (r x d_in), lora_B (d_out x r) and transposes when merging,
+        # so the tensors are the same; the flag only says how W0 is stored (PEFT re-checks it per layer)
+        fan_in_fan_out=all(layer.fan_in_fan_out for layer in layers.values()),
     )
 
     def write(tmp: Path) -> None:

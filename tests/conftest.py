@@ -38,6 +38,28 @@ def build_tiny_bert(num_labels: int = 2, hidden: int = 32, layers: int = 2, seed
     return BertForSequenceClassification(config).eval()
 
 
+def build_tiny_gpt2(hidden: int = 32, layers: int = 2, seed: int = 0, vocab: int = 100):
+    """A GPT-2 causal LM (Conv1D projections: c_attn, c_proj, c_fc) with random weights."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=vocab, n_embd=hidden, n_layer=layers, n_head=2, n_positions=40,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=2)
+    return GPT2LMHeadModel(config).eval()
+
+
+def build_tiny_decoder(family: str = "llama", hidden: int = 32, layers: int = 2, seed: int = 0, vocab: int = 100):
+    """A Llama- or Qwen2-style causal LM (nn.Linear q/k/v/o_proj, gate/up/down_proj) with random weights."""
+    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
+
+    torch.manual_seed(seed)
+    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config}[family]
+    config = config_class(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=4,
+                          num_key_value_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64,
+                          bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
 def randomize_layer(layer, seed: int = 0, std: float = 0.1, generator=None) -> None:
     """Give one adapter layer's parameters random values (B starts at zero, which hides bugs)."""
     generator = generator or torch.Generator().manual_seed(seed)
@@ -63,6 +85,11 @@ def tiny_roberta():
 @pytest.fixture
 def tiny_bert():
     return build_tiny_bert
+
+
+@pytest.fixture
+def tiny_gpt2():
+    return build_tiny_gpt2
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ def tiny():
 
 
 def test_names_and_unknown():
-    assert available_backbones() == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random"]
+    assert available_backbones() == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random", "tiny-gpt2",
+                                     "tiny-llama", "tiny-qwen2", "qwen2-0.5b"]
     with pytest.raises(ValueError, match="valid backbones: roberta-base, roberta-large, minilm-l6, tiny-random"):
         load_backbone("bert-base", 2)
     with pytest.raises(ValueError, match="num_labels"):
@@ -90,3 +91,43 @@ def test_embedded_scale_uses_bf16_only_where_it_is_native():
     train = get_scale("embedded").train
     assert train["mixed_precision"] == ("bf16" if native_bf16() else "no")
     assert train["attn_implementation"] == "eager"
+
+
+@pytest.mark.parametrize("name,model_class,targets", [
+    ("tiny-gpt2", "GPT2LMHeadModel", ("c_attn", "c_fc")),
+    ("tiny-llama", "LlamaForCausalLM", ("q_proj", "down_proj")),
+    ("tiny-qwen2", "Qwen2ForCausalLM", ("q_proj", "down_proj")),
+])
+def test_tiny_decoders_load_offline_as_causal_lms(name, model_class, targets):
+    model, tokenizer = load_backbone(name, objective="causal-lm")
+    again, _ = load_backbone(name, objective="causal-lm")
+    assert type(model).__name__ == model_class and backbone_info(name)["offline_now"]
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), again.parameters()))  # seeded
+    assert model.config.vocab_size == len(tokenizer) == 30522
+    assert (model.config.bos_token_id, model.config.eos_token_id) == (tokenizer.cls_token_id, tokenizer.sep_token_id)
+    embeddings = model.get_input_embeddings().weight
+    assert model.get_output_embeddings().weight is embeddings  # tied: the output layer is frozen with the base
+    assert float(embeddings.detach().std()) == pytest.approx(backbones.TINY_EMBEDDING_STD, rel=0.02)
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    assert set(targets) <= names
+    batch = tokenizer(["a good film", "bad"], padding=True, return_tensors="pt")
+    assert model(**batch).logits.shape == (2, batch["input_ids"].shape[1], 30522)
+    classifier, _ = load_backbone(name, 3)  # the classification objective: a fresh head named score
+    assert classifier.score.out_features == 3
+
+
+def test_objective_needs_a_decoder_backbone():
+    with pytest.raises(ValueError, match="backbone 'minilm-l6' is not a decoder-only LM; objective 'causal-lm' needs "
+                                         "one of: tiny-gpt2, tiny-llama, tiny-qwen2, qwen2-0.5b"):
+        load_backbone("minilm-l6", objective="causal-lm")
+    with pytest.raises(ValueError, match="unknown objective 'seq2seq'; valid objectives: classification, causal-lm"):
+        backbones.check_backbone("tiny-gpt2", "seq2seq")
+    with pytest.raises(ValueError, match="num_labels"):
+        load_backbone("tiny-gpt2")  # classification needs a label count
+
+
+def test_hub_decoder_without_hub_says_so(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(backbones, "_offline_now", lambda spec: False)
+    with pytest.raises(HubUnreachableError, match="qwen2-0.5b"):
+        load_backbone("qwen2-0.5b", objective="causal-lm")

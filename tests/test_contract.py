@@ -1,5 +1,9 @@
 """The adapter contract, checked for every registered method and every example config it offers.
 
+Each promise is checked on an nn.Linear and on GPT-2's Conv1D (which stores W0 transposed, d_in x
+d_out; a non-square one, so a wrong orientation cannot pass), and on a tiny RoBERTa and a tiny
+GPT-2 causal LM (every Conv1D through target_modules="all-linear").
+
 A new method registers itself and declares its capabilities; these tests then cover it with no
 edit here (tests/toy_method.py proves it).  What each capability promises is written beside its
 name in ranklab/adapters/base.py.
@@ -16,13 +20,16 @@ from ranklab.accounting import module_params
 from ranklab.adapters.base import EXPERT_ROUTED, MERGEABLE, MERGEABLE_PER_TASK, RANK_SLICEABLE, TASK_ROUTED
 from ranklab.inspect import RouterProbe, module_spectrum
 
-from .conftest import randomize_adapters, randomize_layer
+from .conftest import build_tiny_gpt2, build_tiny_roberta, randomize_adapters, randomize_layer
 
 CASES = [
     pytest.param(method, index, id=f"{method}-{index}")
     for method in ranklab.available_methods()
     for index in range(len(ranklab.get_method(method)[0].examples()))
 ]
+KINDS = ["linear", "conv1d"]
+# model name -> (builder, target_modules override)
+MODELS = {"roberta": (build_tiny_roberta, None), "gpt2": (build_tiny_gpt2, "all-linear")}
 
 
 def example(method: str, index: int, **overrides) -> ranklab.AdapterConfig:
@@ -55,33 +62,50 @@ def forward_context(layer_or_model) -> contextlib.AbstractContextManager:
     return ranklab.use_task(0) if routed else contextlib.nullcontext()
 
 
-def single_layer(method: str, index: int, seed: int = 0):
+def base_module(kind: str) -> nn.Module:
+    """A 32-in base map: nn.Linear 32 -> 32, or a Conv1D 32 -> 24 (weight stored 32 x 24)."""
+    if kind == "conv1d":
+        from transformers.pytorch_utils import Conv1D
+
+        conv = Conv1D(24, 32)
+        nn.init.normal_(conv.weight, std=0.2)
+        nn.init.normal_(conv.bias, std=0.2)
+        return conv
+    return nn.Linear(32, 32)
+
+
+def single_layer(method: str, index: int, seed: int = 0, kind: str = "linear"):
     torch.manual_seed(seed)
     config = example(method, index, target_modules=["x"])
-    layer = ranklab.get_method(method)[1](nn.Linear(32, 32).double(), config).double().eval()
+    layer = ranklab.get_method(method)[1](base_module(kind).double(), config).double().eval()
     randomize_layer(layer, seed=seed, std=0.3)
     return layer
 
 
-def adapted_model(tiny_roberta, method: str, index: int, randomize: bool = True):
-    model = tiny_roberta(seed=0)
-    ranklab.attach(model, example(method, index))
+def adapted_model(build, method: str, index: int, randomize: bool = True, target_modules=None):
+    model = build(seed=0)
+    overrides = {"target_modules": target_modules} if target_modules else {}
+    ranklab.attach(model, example(method, index, **overrides))
     if randomize:
         randomize_adapters(model, seed=1)
     return model.eval()
 
 
+@pytest.mark.parametrize("model_name", list(MODELS))
 @pytest.mark.parametrize("method,index", CASES)
-def test_zero_init_leaves_logits_unchanged(method, index, tiny_roberta, token_batch):
-    expected = tiny_roberta(seed=0)(**token_batch).logits
-    model = adapted_model(tiny_roberta, method, index, randomize=False)
+def test_zero_init_leaves_logits_unchanged(method, index, model_name, token_batch):
+    build, targets = MODELS[model_name]
+    expected = build(seed=0)(**token_batch).logits
+    model = adapted_model(build, method, index, randomize=False, target_modules=targets)
     with forward_context(model):
         torch.testing.assert_close(model(**token_batch).logits, expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("method,index", CASES)
-def test_delta_weight_equals_output_change(method, index):
-    layer = single_layer(method, index)
+def test_delta_weight_equals_output_change(method, index, kind):
+    layer = single_layer(method, index, kind=kind)
+    assert layer.delta_weight(**(static_selectors(layer) or [{"expert": 0}])[0]).shape == (layer.d_out, 32)
     x = torch.randn(3, 5, 32, dtype=torch.double)
     for selector in static_selectors(layer):
         with selected(layer, selector) if "task" in selector else contextlib.nullcontext():
@@ -93,15 +117,16 @@ def test_delta_weight_equals_output_change(method, index):
         with RouterProbe(layer) as probe:
             change = layer(x) - layer.base(x)
         gates = torch.from_numpy(probe.token_gates(next(iter(probe.layers)))).double()
-        flat_x, flat_change = x.reshape(-1, 32), change.reshape(-1, 32)
+        flat_x, flat_change = x.reshape(-1, 32), change.reshape(-1, layer.d_out)
         for n in range(flat_x.shape[0]):
             delta = layer.delta_weight(gates=gates[n])
             torch.testing.assert_close(flat_change[n], delta @ flat_x[n], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("method,index", CASES)
-def test_merge_unmerge_round_trip(method, index):
-    layer = single_layer(method, index)
+def test_merge_unmerge_round_trip(method, index, kind):
+    layer = single_layer(method, index, kind=kind)
     x = torch.randn(6, 32, dtype=torch.double)
     weight = layer.base.weight.clone()
     selectors = static_selectors(layer)
@@ -119,9 +144,10 @@ def test_merge_unmerge_round_trip(method, index):
             layer.merge()
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("method,index", CASES)
-def test_factored_spectra_equal_svdvals(method, index):
-    layer = single_layer(method, index)
+def test_factored_spectra_equal_svdvals(method, index, kind):
+    layer = single_layer(method, index, kind=kind)
     selectors = static_selectors(layer)
     if EXPERT_ROUTED in layer.capabilities:
         selectors += [{"expert": i} for i in range(layer.n_experts)]
@@ -135,21 +161,25 @@ def test_factored_spectra_equal_svdvals(method, index):
         assert torch.all(dense[k:] <= 1e-8 * float(dense[0]))
 
 
+@pytest.mark.parametrize("model_name", list(MODELS))
 @pytest.mark.parametrize("method,index", CASES)
-def test_save_load_round_trip(method, index, tiny_roberta, token_batch, tmp_path):
-    model = adapted_model(tiny_roberta, method, index)
+def test_save_load_round_trip(method, index, model_name, token_batch, tmp_path):
+    build, targets = MODELS[model_name]
+    model = adapted_model(build, method, index, target_modules=targets)
     with forward_context(model):
         expected = model(**token_batch).logits
     ranklab.save_adapters(model, tmp_path / "set")
-    loaded = ranklab.load_adapters(tiny_roberta(seed=0), tmp_path / "set").eval()
+    loaded = ranklab.load_adapters(build(seed=0), tmp_path / "set").eval()
     assert ranklab.summarize(loaded).adapter_params == ranklab.summarize(model).adapter_params
     with forward_context(loaded):
         torch.testing.assert_close(loaded(**token_batch).logits, expected, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("model_name", list(MODELS))
 @pytest.mark.parametrize("method,index", CASES)
-def test_peft_export_gives_same_logits(method, index, tiny_roberta, token_batch, tmp_path):
-    model = adapted_model(tiny_roberta, method, index)
+def test_peft_export_gives_same_logits(method, index, model_name, token_batch, tmp_path):
+    build, targets = MODELS[model_name]
+    model = adapted_model(build, method, index, target_modules=targets)
     layer = next(iter(ranklab.adapter_layers(model).values()))
     selectors = static_selectors(layer)
     if not selectors:
@@ -160,7 +190,7 @@ def test_peft_export_gives_same_logits(method, index, tiny_roberta, token_batch,
         with selected(model, selector):
             expected = model(**token_batch).logits
         path = ranklab.export_peft(model, tmp_path / f"peft{i}", **selector)
-        peft_model = PeftModel.from_pretrained(tiny_roberta(seed=0), str(path)).eval()
+        peft_model = PeftModel.from_pretrained(build(seed=0), str(path)).eval()
         torch.testing.assert_close(peft_model(**token_batch).logits, expected, rtol=1e-5, atol=1e-5)
 
 

@@ -119,6 +119,9 @@ def test_tasks_command_on_a_fresh_cache(tmp_path, monkeypatch, capsys):
 def test_backbones_command(capsys):
     out = _run(["backbones"], capsys)
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert list(rows) == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random"]
+    assert list(rows) == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random", "tiny-gpt2", "tiny-llama",
+                          "tiny-qwen2", "qwen2-0.5b"]
     assert rows["minilm-l6"].endswith("yes") and rows["tiny-random"].endswith("yes")
+    assert rows["tiny-gpt2"].split()[1:4] == ["gpt2", "2", "64"] and rows["tiny-llama"].endswith("yes")
+    assert "hub:Qwen/Qwen2-0.5B" in rows["qwen2-0.5b"]
     assert "hub:FacebookAI/roberta-base" in rows["roberta-base"]

@@ -7,6 +7,7 @@ from torch import nn
 import ranklab
 from ranklab.adapters.base import chain
 from ranklab.inspect import (
+    base_weight,
     factored_svd,
     model_factors,
     model_spectra,
@@ -153,7 +154,10 @@ def test_peft_fan_in_fan_out_conv1d():
                                             init_lora_weights=False))
     (name, factors), = list(model_factors(model))
     module = model.get_submodule(name)
-    torch.testing.assert_close(chain(factors).detach(), module.get_delta_weight("default").detach())
+    # ΔW is (d_out x d_in) as for nn.Linear; PEFT's get_delta_weight is in Conv1D's (d_in x d_out) layout
+    assert chain(factors).shape == (48, 16)
+    torch.testing.assert_close(chain(factors).detach(), module.get_delta_weight("default").detach().T)
+    assert base_weight(module).shape == (48, 16)
 
 
 def test_spectrum_gap_pads_pruned_ranks_with_zeros():

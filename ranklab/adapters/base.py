@@ -1,6 +1,7 @@
-"""What every ranklab adapter shares: a config dataclass and a layer wrapping a frozen nn.Linear.
+"""What every ranklab adapter shares: a config dataclass and a layer wrapping a frozen linear map.
 
-An adapter layer computes ``y = W0 x + delta(x)``.  Subclasses implement ``adapter_output``
+The frozen map is an ``nn.Linear`` or GPT-2's ``Conv1D`` (``ranklab.adapters.targets``); either
+way ΔW, its factors and spectra are (d_out x d_in).  An adapter layer computes ``y = W0 x + delta(x)``.  Subclasses implement ``adapter_output``
 (the fast path used in forward) and ``factors`` (matrices whose left-to-right product is the
 dense delta, scaling folded into the first one).  Everything else - dense delta, merge/unmerge,
 parameter counts - is derived here, so a new method is a config plus two methods.
@@ -18,6 +19,7 @@ import torch
 from torch import nn
 
 from ..context import current_task
+from .targets import ALL_LINEAR, is_conv1d, is_linear_like, linear_shape
 
 
 # Analysis capabilities a layer declares (``layer.capabilities``).  Analysis, figures, set_rank and the
@@ -44,7 +46,8 @@ class AdapterConfig:
 
     target_modules: list[str] | str = field(
         default_factory=lambda: ["query", "value"],
-        metadata={"help": "Module-name suffixes to adapt (list) or one regex matched with re.fullmatch."},
+        metadata={"help": "Module-name suffixes to adapt (list), one regex matched with re.fullmatch, or "
+                          "'all-linear' (every Linear/Conv1D but the output head, as in PEFT)."},
     )
     alpha: float = field(default=16.0, metadata={"help": "Scaling numerator: s = alpha / rank."})
     dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input."})
@@ -56,7 +59,10 @@ class AdapterConfig:
     method: ClassVar[str] = "base"
 
     def __post_init__(self) -> None:
-        if isinstance(self.target_modules, str):
+        self.target_modules = _all_linear_shorthand(self.target_modules)
+        if self.target_modules == ALL_LINEAR:
+            pass
+        elif isinstance(self.target_modules, str):
             try:
                 re.compile(self.target_modules)
             except re.error as error:
@@ -83,7 +89,10 @@ class AdapterConfig:
         return cls.examples()[0]
 
     def matches(self, module_name: str) -> bool:
-        """Does a module's qualified name select it for adaptation?"""
+        """Does a module's qualified name select it for adaptation?  ("all-linear" selects by
+        module type and model: ``ranklab.attach`` resolves it.)"""
+        if self.target_modules == ALL_LINEAR:
+            return True
         if isinstance(self.target_modules, str):
             return re.fullmatch(self.target_modules, module_name) is not None
         return any(module_name == t or module_name.endswith("." + t) for t in self.target_modules)
@@ -105,6 +114,16 @@ class AdapterConfig:
         if unknown:
             raise ValueError(f"unknown {cls.method} config keys {unknown}; valid keys: {sorted(names)}")
         return cls(**data)
+
+
+def _all_linear_shorthand(target_modules: Any) -> Any:
+    """PEFT's "all-linear" (any case; also as the one item of a list, as the CLI gives it)."""
+    items = [target_modules] if isinstance(target_modules, str) else target_modules
+    if isinstance(items, (list, tuple)) and any(isinstance(t, str) and t.lower() == ALL_LINEAR for t in items):
+        if len(items) != 1:
+            raise ValueError(f"{ALL_LINEAR!r} stands alone in target_modules, got {list(items)!r}")
+        return ALL_LINEAR
+    return target_modules
 
 
 def check_positive_int(name: str, value: object) -> None:
@@ -161,7 +180,7 @@ class HookPoint(nn.Identity):
 
 
 class AdapterLayer(nn.Module):
-    """A frozen ``nn.Linear`` plus a trainable low-rank update."""
+    """A frozen ``nn.Linear`` (or GPT-2 ``Conv1D``) plus a trainable low-rank update."""
 
     mergeable: ClassVar[bool] = True
     # Parameter name (first component) -> accounting part; names not listed count under their own name.
@@ -172,11 +191,15 @@ class AdapterLayer(nn.Module):
         """What analysis can ask of this layer (names from ``CAPABILITIES``); override per method."""
         return frozenset({MERGEABLE})
 
-    def __init__(self, base: nn.Linear, config: AdapterConfig, module_name: str = "module") -> None:
+    def __init__(self, base: nn.Module, config: AdapterConfig, module_name: str = "module") -> None:
         super().__init__()
-        if not isinstance(base, nn.Linear):
-            raise ValueError(f"{module_name} is {type(base).__name__}; ranklab adapts nn.Linear only")
-        config.check_shape(base.in_features, base.out_features, module_name)
+        if not is_linear_like(base):
+            raise ValueError(f"{module_name} is {type(base).__name__}; ranklab adapts nn.Linear and "
+                             "transformers' Conv1D (GPT-2) only")
+        self._d_in, self._d_out = linear_shape(base)
+        # Conv1D stores W0 as (d_in x d_out): merging adds ΔW transposed (PEFT's fan_in_fan_out)
+        self.fan_in_fan_out = is_conv1d(base)
+        config.check_shape(self._d_in, self._d_out, module_name)
         self.base = base
         self.config = config
         self.module_name = module_name
@@ -197,11 +220,19 @@ class AdapterLayer(nn.Module):
     # --- derived ------------------------------------------------------------------------------
     @property
     def d_in(self) -> int:
-        return self.base.in_features
+        return self._d_in
 
     @property
     def d_out(self) -> int:
-        return self.base.out_features
+        return self._d_out
+
+    def base_weight(self) -> torch.Tensor:
+        """W0 as a (d_out x d_in) matrix (a transposed view for Conv1D)."""
+        return self.base.weight.T if self.fan_in_fan_out else self.base.weight
+
+    def _stored(self, delta: torch.Tensor) -> torch.Tensor:
+        """A (d_out x d_in) update in the base weight's storage layout and dtype."""
+        return (delta.T if self.fan_in_fan_out else delta).to(self.base.weight.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
@@ -243,14 +274,14 @@ class AdapterLayer(nn.Module):
         if self.merged_with is not None:
             raise ValueError(f"{self.module_name} is already merged; unmerge() first")
         selector = self.resolve_selector(**selector)
-        self.base.weight += self.delta_weight(**selector).to(self.base.weight.dtype)
+        self.base.weight += self._stored(self.delta_weight(**selector))
         self.merged_with = selector
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if self.merged_with is None:
             raise ValueError(f"{self.module_name} is not merged")
-        self.base.weight -= self.delta_weight(**self.merged_with).to(self.base.weight.dtype)
+        self.base.weight -= self._stored(self.delta_weight(**self.merged_with))
         self.merged_with = None
 
     def adapter_parameters(self) -> list[nn.Parameter]:

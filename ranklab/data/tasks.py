@@ -6,6 +6,10 @@ from typing import Any
 
 SOURCES = ("glue", "offline")
 KNOWN_METRICS = ("accuracy", "f1", "macro_f1", "mcc", "pearson", "spearman")
+# Causal-LM (text completion) tasks: exact match of the whole completion (greedy decoding), share of
+# completion tokens predicted right, and the completion tokens' mean loss and perplexity.
+COMPLETION_METRICS = ("exact_match", "token_accuracy", "loss", "perplexity")
+OBJECTIVES = ("classification", "causal-lm")
 
 
 @dataclass(frozen=True)
@@ -13,6 +17,9 @@ class TaskSpec:
     """One task: where it comes from, which text columns it has and how it is scored.
 
     ``num_labels == 1`` means regression (float labels); the first metric is the main one.
+    ``objective="causal-lm"``: a text-completion task made from ``base_task`` (an offline
+    classification task): the prompt is ``prompt`` with the text in ``{text}``, the completion is
+    the label's word (``label_names``) and an end-of-sequence token.
     """
 
     name: str
@@ -22,6 +29,9 @@ class TaskSpec:
     metrics: tuple[str, ...]
     label_names: tuple[str, ...] = ()
     description: str = ""
+    objective: str = "classification"
+    base_task: str | None = None
+    prompt: str = ""
 
     def __post_init__(self) -> None:
         # frozen dataclass: normalise lists given by from_dict into tuples
@@ -33,9 +43,15 @@ class TaskSpec:
             raise ValueError(f"task {self.name!r}: needs 1 or 2 text fields, got {self.text_fields}")
         if self.num_labels < 1:
             raise ValueError(f"task {self.name!r}: num_labels must be >= 1, got {self.num_labels}")
-        unknown = [m for m in self.metrics if m not in KNOWN_METRICS]
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"task {self.name!r}: objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        valid = COMPLETION_METRICS if self.is_causal_lm else KNOWN_METRICS
+        unknown = [m for m in self.metrics if m not in valid]
         if not self.metrics or unknown:
-            raise ValueError(f"task {self.name!r}: metrics must be a non-empty subset of {KNOWN_METRICS}")
+            raise ValueError(f"task {self.name!r}: metrics must be a non-empty subset of {valid}")
+        if self.is_causal_lm and (not self.base_task or "{text}" not in self.prompt or not self.label_names):
+            raise ValueError(f"task {self.name!r}: a causal-lm task needs base_task, a prompt with {{text}} "
+                             "and label_names (the completion words)")
         if self.label_names and len(self.label_names) != self.num_labels:
             raise ValueError(f"task {self.name!r}: {len(self.label_names)} label names for {self.num_labels} labels")
 
@@ -45,7 +61,11 @@ class TaskSpec:
 
     @property
     def is_regression(self) -> bool:
-        return self.num_labels == 1
+        return self.num_labels == 1 and not self.is_causal_lm
+
+    @property
+    def is_causal_lm(self) -> bool:
+        return self.objective == "causal-lm"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -93,16 +113,28 @@ _TASKS = [
           "SMS spam detection (imbalanced)"),
     _spec("bbc", "offline", ["text"], ["business", "entertainment", "politics", "sport", "tech"],
           ["accuracy", "macro_f1"], "BBC news article topic"),
+    # causal-LM (text completion) tasks made from the offline ones, for decoder-only backbones
+    TaskSpec("movie_lm", "offline", ("text",), 2, COMPLETION_METRICS, _SENTIMENT,
+             "movie snippet -> ' positive' / ' negative' as text (causal LM)", objective="causal-lm",
+             base_task="movie", prompt="Review: {text}\nSentiment:"),
+    TaskSpec("trec_lm", "offline", ("text",), 6, COMPLETION_METRICS,
+             ("abbreviation", "description", "entity", "human", "location", "number"),
+             "TREC question -> its type as a word (causal LM)", objective="causal-lm",
+             base_task="trec", prompt="Question: {text}\nType:"),
 ]
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _TASKS}
 _ALIASES = {"sst_2": "sst2", "sts_b": "stsb", "sms": "sms_spam", "spam": "sms_spam", "bbc_news": "bbc"}
 
 
-def available_tasks(source: str | None = None) -> list[str]:
-    """Task names, optionally only those of one source ("glue" or "offline")."""
+def available_tasks(source: str | None = None, objective: str | None = "classification") -> list[str]:
+    """Task names, optionally only those of one source ("glue" or "offline"), of one objective
+    ("classification", the default, or "causal-lm"; None: every task)."""
     if source is not None and source not in SOURCES:
         raise ValueError(f"unknown task source {source!r}; valid sources: {', '.join(SOURCES)}")
-    return [name for name, spec in TASKS.items() if source is None or spec.source == source]
+    if objective is not None and objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {objective!r}; valid objectives: {', '.join(OBJECTIVES)}")
+    return [name for name, spec in TASKS.items() if (source is None or spec.source == source)
+            and (objective is None or spec.objective == objective)]
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:

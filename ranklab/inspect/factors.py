@@ -1,7 +1,7 @@
 """Low-rank factors of adapted modules, for ranklab adapters and PEFT LoRA / AdaLoRA layers alike.
 
 Every function here returns matrices ``[F1, ..., Fk]`` whose left-to-right product is the dense
-update ΔW (d_out x d_in) with the scaling folded into F1, so the rest of ``ranklab.inspect``
+update ΔW (d_out x d_in, also for GPT-2's Conv1D) with the scaling folded into F1, so the rest of ``ranklab.inspect``
 never needs to know which library or method produced an adapter.
 
 PEFT layers are recognised by their attributes (``base_layer`` plus ``lora_A``/``lora_B`` dicts),
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..adapters import AdapterLayer
+from ..adapters.targets import as_linear_weight
 
 _LAYER_INDEX = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
 
@@ -70,10 +71,9 @@ def _peft_factors(module: nn.Module, adapter: str | None = None, **unknown: Any)
     if hasattr(module, "lora_E"):  # AdaLoRA: ΔW = B (A * E) * scaling / (ranknum + 1e-5), as in PEFT
         scaling = scaling / (module.ranknum[adapter] + 1e-5)
         weight_a = weight_a * module.lora_E[adapter]
-    first, second = weight_b * scaling, weight_a
-    if getattr(module, "fan_in_fan_out", False):  # PEFT transposes ΔW for Conv1D-style weights
-        first, second = (weight_a.T * scaling), weight_b.T
-    return [first, second]
+    # (d_out x d_in) also for GPT-2's Conv1D (fan_in_fan_out): PEFT's lora_A / lora_B have the
+    # nn.Linear layout there too and only its get_delta_weight transposes, to W0's storage layout
+    return [weight_b * scaling, weight_a]
 
 
 def module_factors(module: nn.Module, **selector: Any) -> list[torch.Tensor]:
@@ -110,11 +110,13 @@ def model_factors(model: nn.Module, **selector: Any) -> Iterator[tuple[str, list
 
 
 def base_weight(module: nn.Module) -> torch.Tensor:
-    """The frozen W0 under an adapter: ``layer.base.weight`` (ranklab), ``base_layer.weight`` (PEFT)."""
+    """The frozen W0 under an adapter as a (d_out x d_in) matrix, like ΔW: ``layer.base.weight``
+    (ranklab), ``base_layer.weight`` (PEFT); transposed where GPT-2's Conv1D stores it (d_in x d_out)."""
     if isinstance(module, AdapterLayer):
-        return module.base.weight
+        return module.base_weight()
     if is_peft_lora(module):
-        return module.get_base_layer().weight if hasattr(module, "get_base_layer") else module.base_layer.weight
+        base = module.get_base_layer() if hasattr(module, "get_base_layer") else module.base_layer
+        return as_linear_weight(base)
     raise ValueError(f"{type(module).__name__} is not an adapted module")
 
 

@@ -13,7 +13,10 @@ records each call's gates with the task id of ``ranklab.use_task`` (or None).
     probe.gate_table()         # mean gate probability per module and task
     probe.token_gates(name)    # (n_tokens, n_experts) for token-level routers
 
-The hooks are removed when the ``with`` block ends, also when a forward pass raises.
+Padding is left out of per-token gates by default: the probe reads the ``attention_mask`` each
+forward pass of the probed model is given (``mask_padding=False`` keeps every token; setting
+``probe.token_mask`` uses that mask instead).  The hooks are removed when the ``with`` block
+ends, also when a forward pass raises.
 """
 from __future__ import annotations
 
@@ -44,14 +47,24 @@ def _as_samples(gates: torch.Tensor, mask: torch.Tensor | None) -> np.ndarray:
     return gates.reshape(-1, gates.shape[-1]).numpy()
 
 
+def _attention_mask(args: tuple, kwargs: dict[str, Any]) -> torch.Tensor | None:
+    """The attention mask of a forward call: ``attention_mask=`` or, transformers-style, the second
+    positional argument when it has the shape of the first (input_ids)."""
+    mask = kwargs.get("attention_mask")
+    if mask is None and len(args) >= 2 and torch.is_tensor(args[0]) and torch.is_tensor(args[1]):
+        mask = args[1] if args[1].shape == args[0].shape else None
+    return mask
+
+
 class RouterProbe:
     """Context manager recording every router layer's gates after each forward pass.
 
-    ``token_mask``: set it to a batch's attention mask (batch, seq) before the forward pass to
-    drop padding tokens from per-token gates; None keeps every token.
+    Per-token gates leave out padding: by default the mask is the ``attention_mask`` of each
+    forward pass of ``model`` (``mask_padding=False``: keep every token).  ``token_mask``: set it
+    to a (batch, seq) mask before a forward pass to use that mask instead.
     """
 
-    def __init__(self, model: nn.Module, names: list[str] | None = None) -> None:
+    def __init__(self, model: nn.Module, names: list[str] | None = None, mask_padding: bool = True) -> None:
         layers = router_layers(model)
         if not layers:
             raise ValueError("model has no router layers (modules with a `hook_gates` HookPoint: methods rank_router, mor)")
@@ -61,8 +74,11 @@ class RouterProbe:
                 raise ValueError(f"not router layers: {unknown}; router layers: {', '.join(layers)}")
             layers = {n: layers[n] for n in names}
         self.layers = layers
+        self.model = model
+        self.mask_padding = mask_padding
         self.records: list[dict[str, Any]] = []
         self.token_mask: torch.Tensor | None = None
+        self._call_mask: torch.Tensor | None = None  # attention mask of the model's current forward pass
         self._handles: list[Any] = []
         self._calls: dict[str, int] = {}  # forward calls seen per layer
 
@@ -70,18 +86,23 @@ class RouterProbe:
         def record(hook_point: nn.Module, args: tuple, gates: torch.Tensor) -> None:
             call = self._calls.get(name, 0)
             self._calls[name] = call + 1
+            mask = self.token_mask if self.token_mask is not None else self._call_mask
             self.records.append({
                 "name": name, "layer": layer_index(name), "module": short_module_name(name),
                 "task": current_task(), "call": call,
-                "gates": _as_samples(gates, self.token_mask), "per_token": gates.ndim == 3,
+                "gates": _as_samples(gates, mask), "per_token": gates.ndim == 3,
             })
         return record
+
+    def _capture_mask(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        self._call_mask = _attention_mask(args, kwargs) if self.mask_padding else None
 
     def __enter__(self) -> "RouterProbe":
         if self._handles:
             raise ValueError("this probe is already recording")
         for name, layer in self.layers.items():
             self._handles.append(layer.hook_gates.register_forward_hook(self._hook(name)))
+        self._handles.append(self.model.register_forward_pre_hook(self._capture_mask, with_kwargs=True))
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -91,6 +112,7 @@ class RouterProbe:
         """Remove all hooks (idempotent)."""
         while self._handles:
             self._handles.pop().remove()
+        self._call_mask = None
 
     # --- results ------------------------------------------------------------------------------
     def gate_table(self, by: str = "task") -> pd.DataFrame:

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..adapters.targets import ALL_LINEAR, all_linear_targets, is_conv1d
 from ..compat import quiet_peft
 
 ADAPTER_NAME = "default"
@@ -25,7 +26,8 @@ class AdaLoraOptions:
     target_r: int = field(default=8, metadata={"help": "AdaLoRA: average rank per module at the end (the budget)."})
     alpha: float = field(default=16.0, metadata={"help": "Scaling numerator: s = alpha / rank."})
     target_modules: list[str] = field(default_factory=lambda: ["query", "value"], metadata={
-        "help": "Module-name suffixes to adapt (list) or one regex matched with re.fullmatch."})
+        "help": "Module-name suffixes to adapt (list), one regex matched with re.fullmatch, or "
+                "'all-linear' (every Linear/Conv1D but the output head, as in PEFT)."})
     dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter input."})
     tinit_ratio: float = field(default=0.1, metadata={"help": "AdaLoRA: share of steps before the budget shrinks."})
     tfinal_ratio: float = field(default=0.2, metadata={"help": "AdaLoRA: share of steps at the final budget."})
@@ -66,17 +68,31 @@ class AdaLoraOptions:
         return tinit, tfinal
 
 
-def build_adalora(model: nn.Module, options: AdaLoraOptions, total_steps: int, head_module: str) -> nn.Module:
-    """Wrap ``model`` with PEFT AdaLoRA whose budget schedule spans ``total_steps``."""
+def _targets(model: nn.Module, options: AdaLoraOptions, head_module: str | None) -> list[str]:
+    """PEFT's target list; "all-linear" resolved as ranklab.attach resolves it (the whole head
+    is left out, where PEFT leaves out only a head that is itself one Linear)."""
+    if [t.lower() for t in options.target_modules] != [ALL_LINEAR]:
+        return list(options.target_modules)
+    return [n for n in all_linear_targets(model)
+            if head_module is None or not (n == head_module or n.startswith(head_module + "."))]
+
+
+def build_adalora(model: nn.Module, options: AdaLoraOptions, total_steps: int,
+                  head_module: str | None) -> nn.Module:
+    """Wrap ``model`` with PEFT AdaLoRA whose budget schedule spans ``total_steps``; ``head_module``
+    is trained and saved with it (None: no head, e.g. a causal LM's tied output layer)."""
     from peft import AdaLoraConfig, get_peft_model
 
     tinit, tfinal = options.schedule(total_steps)
+    targets = _targets(model, options, head_module)
+    matched = [m for n, m in model.named_modules() if any(n == t or n.endswith("." + t) for t in targets)]
     config = AdaLoraConfig(
         init_r=options.init_r, target_r=options.target_r, lora_alpha=options.alpha,
-        target_modules=list(options.target_modules), lora_dropout=options.dropout,
+        target_modules=targets, lora_dropout=options.dropout,
+        fan_in_fan_out=bool(matched) and all(is_conv1d(m) for m in matched),  # GPT-2: no PEFT warning
         tinit=tinit, tfinal=tfinal, deltaT=options.delta_t, total_step=total_steps,
         orth_reg_weight=options.orth_reg_weight, beta1=options.beta1, beta2=options.beta2,
-        modules_to_save=[head_module],
+        modules_to_save=[head_module] if head_module else None,
     )
     with quiet_peft():  # PEFT's own deprecation warning, not the user's
         return get_peft_model(model, config)

@@ -137,10 +137,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def preflight(config: TrainConfig, threads: int | None) -> None:
     """Every check that needs no model or data, before anything is loaded or trained."""
+    from ..backbones import check_backbone
     from .checkpoint import check_output_folder, load_checkpoint
+    from .tasks import check_objective
 
     if threads is not None and threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    check_backbone(config.backbone, config.objective)
+    check_objective(config)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise ValueError(f"data_dir {config.data_dir!r} is not a folder")
     if config.output is not None:

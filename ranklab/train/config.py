@@ -10,8 +10,12 @@ ADALORA = "adalora"  # PEFT's AdaLoRA; not a ranklab registry method
 SAMPLING = ("proportional", "uniform", "temperature", "softmax")  # ranklab.data.multitask.STRATEGIES
 PRECISIONS = ("no", "fp16", "bf16")
 ATTENTION = ("eager", "sdpa")  # ranklab.backbones.ATTENTION
+OBJECTIVES = ("classification", "causal-lm")  # ranklab.data.tasks.OBJECTIVES
+# Trackers --report-to accepts.  DECISION: tensorboard only, the one tested here offline (Accelerate
+# knows more, e.g. wandb and mlflow, but they need accounts or servers this project cannot test).
+TRACKERS = ("tensorboard",)
 # Options that change how a run is executed, not what it computes (ignored when resuming).
-RUN_OPTIONS = ("resume", "overwrite", "quiet", "output")
+RUN_OPTIONS = ("resume", "overwrite", "quiet", "output", "report_to", "log_every")
 
 
 def native_bf16() -> bool:
@@ -85,6 +89,14 @@ class TrainConfig:
     resume: bool = field(default=False, metadata={"help": "Continue from the output folder's last checkpoint."})
     overwrite: bool = field(default=False, metadata={"help": "Replace a run already in the output folder."})
     quiet: bool = field(default=False, metadata={"help": "No progress bar."})
+    objective: str = field(default="classification", metadata={
+        "help": "classification (a head per task; regression too) or causal-lm (next-token loss on the "
+                "completion of a text-completion task such as movie_lm, on a decoder backbone).",
+        "choices": OBJECTIVES})
+    report_to: str | None = field(default=None, metadata={
+        "help": "Experiment tracker fed through Accelerate (event files in <output>/tracking): loss, metrics, "
+                "effective rank per module, router gate entropy, AdaLoRA budget.", "choices": TRACKERS})
+    log_every: int = field(default=10, metadata={"help": "Steps between tracker logs of the training loss."})
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -128,11 +140,30 @@ class TrainConfig:
             raise ValueError(f"attn_implementation must be one of {ATTENTION} or None, got {self.attn_implementation!r}")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        if self.report_to is not None and self.report_to not in TRACKERS:
+            raise ValueError(f"unknown tracker {self.report_to!r} for report_to; valid trackers: {', '.join(TRACKERS)} "
+                             "(or none)")
+        if self.report_to is not None and self.output is None:
+            raise ValueError(f"report_to={self.report_to!r} writes into the run folder: give an output folder")
+        if int(self.log_every) < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         self.adapter_config()  # validate method options now, not after loading a model
 
     @property
     def multi_task(self) -> bool:
         return len(self.tasks) > 1
+
+    @property
+    def causal_lm(self) -> bool:
+        return self.objective == "causal-lm"
+
+    @property
+    def head(self) -> str | None:
+        """The trained head module: the classifier, or none for a causal LM (its output layer is
+        the frozen, tied embedding matrix)."""
+        return None if self.causal_lm else self.head_module
 
     def adapter_config(self) -> Any:
         """The ranklab AdapterConfig (or AdaLoraOptions) these options describe."""
@@ -145,7 +176,7 @@ class TrainConfig:
         config_class, _ = get_method(self.method)
         fields = {f.name for f in dataclasses.fields(config_class)}
         options = dict(self.adapter)
-        options.setdefault("modules_to_save", [self.head_module])
+        options.setdefault("modules_to_save", [self.head] if self.head else [])
         if "n_tasks" in fields:  # multi-task methods size their task tables from the run
             options.setdefault("n_tasks", len(self.tasks))
         return make_config(self.method, **options)

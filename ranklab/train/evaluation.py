@@ -14,6 +14,7 @@ from torch import nn
 
 from ..context import use_task
 from ..distributed import padded_share
+from .causal_lm import row_labels, row_scores
 from .tasks import TaskData, collate
 
 
@@ -32,9 +33,11 @@ def _task_logits(model: nn.Module, task: TaskData, data: Any, rows: list[int], t
     logits = [None] * len(rows)
     for start in range(0, len(rows), batch_size):
         picked = order[start:start + batch_size]
-        batch, _ = collate([data[rows[i]] for i in picked], collator, task.is_regression)
+        batch, labels = collate([data[rows[i]] for i in picked], collator, task.is_regression)
         with use_task(task_id):
             out = model(**{k: v.to(device) for k, v in batch.items()}).logits.float()
+        if task.is_causal_lm:  # per row: loss, tokens, tokens right, exact match of the completion
+            out = row_scores(out, labels.to(device))
         for position, row_logits in zip(picked, out):
             logits[position] = row_logits
     return torch.stack(logits)
@@ -43,8 +46,9 @@ def _task_logits(model: nn.Module, task: TaskData, data: Any, rows: list[int], t
 def predict_tasks(model: nn.Module, tasks: Sequence[TaskData], collator: Callable | None = None,
                   split: str = "validation", batch_size: int = 64, device: torch.device | None = None,
                   accelerator: Any = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Per task ``(outputs, labels)`` on ``split`` in row order: logits (n, classes), or the
-    predicted values (n,) of a regression task.  Tasks without that split are left out; train
+    """Per task ``(outputs, labels)`` on ``split`` in row order: logits (n, classes), the
+    predicted values (n,) of a regression task, or a causal-LM task's row scores (n, 4) with the
+    rows' class ids (``ranklab.train.causal_lm.row_scores``).  Tasks without that split are left out; train
     mode is restored.
 
     With an ``accelerator`` of several processes each process predicts its share of the rows and
@@ -62,7 +66,10 @@ def predict_tasks(model: nn.Module, tasks: Sequence[TaskData], collator: Callabl
         p = _task_logits(model, task, data, rows, task_id, collator, batch_size, device)
         if world > 1:  # every process's share, in row order, padding dropped
             p = accelerator.gather(p)[: len(data)]
-        labels = collate([data[i] for i in range(len(data))], collator, task.is_regression)[1]
+        if task.is_causal_lm:
+            labels = torch.from_numpy(row_labels(data))
+        else:
+            labels = collate([data[i] for i in range(len(data))], collator, task.is_regression)[1]
         p = p.cpu().numpy()
         results[task.name] = (p[:, 0] if task.is_regression else p, labels.numpy())
     model.train(was_training)

@@ -35,8 +35,9 @@ class MethodRuntime:
         self.params: dict[str, int] = {}
 
     def setup(self, model: nn.Module, num_labels: Sequence[int], total_steps: int) -> nn.Module:
-        """Add task heads and the method's adapters; returns the model to train."""
-        if len(num_labels) > 1:
+        """Add task heads and the method's adapters; returns the model to train.  A causal LM keeps
+        its one output layer for every task (routers still see the task through use_task)."""
+        if len(num_labels) > 1 and not self.config.causal_lm:
             add_task_heads(model, num_labels, self.config.head_module)
         self.model = self._wrap(model, total_steps)
         self.model.ranklab_task_names = list(self.config.tasks)  # use_task("movie", model=...) and exports
@@ -94,7 +95,7 @@ class AdaLoraRuntime(MethodRuntime):
 
     def _wrap(self, model: nn.Module, total_steps: int) -> nn.Module:
         options = self.config.adapter_config()
-        model = adalora.build_adalora(model, options, total_steps, self.config.head_module)
+        model = adalora.build_adalora(model, options, total_steps, self.config.head)
         self.adapter_config, self.params = options.to_dict(), adalora.param_counts(model)
         return model
 

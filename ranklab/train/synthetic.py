@@ -73,3 +73,37 @@ def token_batch(generator: Any, vocab_size: int, batch_size: int = 16, length: i
     noise = torch.randint(first_token, vocab_size, (batch_size, length), generator=generator)
     ids = torch.where(torch.rand(batch_size, length, generator=generator) < signal, own, noise)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+
+
+# Completion tokens of each class (causal-LM rows): classes end in completions of different lengths,
+# so a per-row and a per-token loss normalisation differ.
+COMPLETIONS = ([90], [91, 92], [93, 94, 95])
+EOS = 2
+
+
+def synthetic_completion_rows(n: int, num_classes: int = 2, length: int = 8, signal: float = 0.8,
+                              seed: int = 0) -> list[dict[str, Any]]:
+    """``synthetic_rows`` as prompts, each followed by its class's completion tokens and EOS;
+    ``labels`` are -100 on the prompt (a causal-LM task of rows of different lengths)."""
+    if num_classes > len(COMPLETIONS):
+        raise ValueError(f"num_classes must be at most {len(COMPLETIONS)}, got {num_classes}")
+    rows = []
+    for row in synthetic_rows(n, num_classes, length, signal, seed):
+        prompt = row["input_ids"][:-1]  # drop the classifier rows' </s>
+        completion = COMPLETIONS[row["label"]] + [EOS]
+        ids = prompt + completion
+        rows.append({"input_ids": ids, "attention_mask": [1] * len(ids), "label": row["label"],
+                     "labels": [-100] * len(prompt) + completion})
+    return rows
+
+
+def synthetic_completion_task(name: str = "synthetic_lm", num_classes: int = 2, n_train: int = 128,
+                              n_eval: int = 64, seed: int = 0) -> TaskData:
+    """A learnable causal-LM task (the completion names the prompt's class) for tiny decoders."""
+    return TaskData(
+        name=name, num_labels=num_classes, main_metric="exact_match",
+        train=synthetic_completion_rows(n_train, num_classes, seed=seed),
+        validation=synthetic_completion_rows(n_eval, num_classes, seed=seed + 1),
+        test=synthetic_completion_rows(n_eval, num_classes, seed=seed + 2),
+        objective="causal-lm",
+    )

@@ -1,7 +1,8 @@
 """What the trainer needs from a task, and the deterministic batch plan of each epoch.
 
 ``TaskData`` holds tokenised splits (anything indexable giving dicts with input_ids,
-attention_mask and label) plus how to score predictions.  ``prepare_tasks`` builds them from
+attention_mask and label; a causal-LM task's rows also hold token ``labels``, -100 off the
+completion) plus how to score predictions.  ``prepare_tasks`` builds them from
 task names through ``ranklab.data``; tests build them from synthetic lists.
 """
 from __future__ import annotations
@@ -27,10 +28,25 @@ class TaskData:
     test: Sequence[dict[str, Any]] | None = None
     spec: Any = None  # ranklab.data TaskSpec when built from a name
     metrics_fn: Callable[[np.ndarray, np.ndarray], dict[str, float]] | None = None
+    objective: str = "classification"  # or "causal-lm": rows are prompt + completion token sequences
 
     @property
     def is_regression(self) -> bool:
-        return self.num_labels == 1
+        return self.num_labels == 1 and not self.is_causal_lm
+
+    @property
+    def is_causal_lm(self) -> bool:
+        return self.objective == "causal-lm"
+
+    def target_counts(self) -> np.ndarray:
+        """Scored completion tokens per training row (a causal-LM step's loss weights); computed once."""
+        if getattr(self, "_target_counts", None) is None:
+            from .causal_lm import target_count
+
+            column = self.train["labels"] if hasattr(self.train, "column_names") else [
+                row["labels"] for row in self.train]
+            self._target_counts = np.array([target_count(labels) for labels in column])
+        return self._target_counts
 
     def train_lengths(self) -> np.ndarray:
         """Tokens per training row (for length-grouped batches); computed once."""
@@ -43,6 +59,10 @@ class TaskData:
     def compute_metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         if self.metrics_fn is not None:
             return self.metrics_fn(predictions, labels)
+        if self.is_causal_lm:  # predictions are ranklab.train.causal_lm.row_scores
+            from .causal_lm import completion_metrics
+
+            return completion_metrics(predictions)
         from ..data import compute_metrics
 
         return compute_metrics(self.spec if self.spec is not None else self.name, predictions, labels)
@@ -78,20 +98,35 @@ def _quiet_datasets() -> Iterator[None]:
             enable_progress_bar()
 
 
+def check_objective(config: Any) -> None:
+    """Every task of ``config`` is of its objective (a causal-LM run takes text-completion tasks)."""
+    from ..data import available_tasks, get_task
+
+    objective = getattr(config, "objective", "classification")
+    for name in config.tasks:
+        spec = get_task(name)
+        if spec.objective != objective:
+            raise ValueError(f"task {spec.name!r} is a {spec.objective} task and this run's objective is {objective}; "
+                             f"{objective} tasks: {', '.join(available_tasks(objective=objective))}")
+
+
 def prepare_tasks(config: Any, tokenizer: Any) -> tuple[list[TaskData], Callable]:
     """Load, cap and tokenise every task of ``config`` with ranklab.data; returns (tasks, collator)."""
     from datasets import DatasetDict
 
     from ..data import get_task, load_task, make_collator, tokenize_task
 
+    check_objective(config)
     tasks = []
+    objective = getattr(config, "objective", "classification")
     for name in config.tasks:
         spec = get_task(name)
         key = (spec.name, getattr(tokenizer, "name_or_path", None), len(tokenizer), config.max_length,
                config.max_train, config.seed if config.max_train else None, config.max_eval, config.max_test,
                config.cache_dir, config.data_dir)
         if key[1] is None or key not in _TOKENIZED:
-            splits = load_task(name, cache_dir=config.cache_dir, seed=config.seed, data_dir=config.data_dir)
+            with _quiet_datasets():  # causal-LM tasks map their rows to prompts: no progress bar either
+                splits = load_task(name, cache_dir=config.cache_dir, seed=config.seed, data_dir=config.data_dir)
             capped = {**_cap(splits, ["train"], config.max_train, config.seed),
                       **_cap(splits, ["validation"], config.max_eval, EVAL_SUBSET_SEED),
                       **_cap(splits, ["test"], config.max_test, EVAL_SUBSET_SEED)}
@@ -103,9 +138,9 @@ def prepare_tasks(config: Any, tokenizer: Any) -> tuple[list[TaskData], Callable
         tasks.append(TaskData(
             name=spec.name, num_labels=spec.num_labels, main_metric=spec.main_metric,
             train=tokenized["train"], validation=tokenized["validation"],
-            test=tokenized["test"] if "test" in tokenized else None, spec=spec,
+            test=tokenized["test"] if "test" in tokenized else None, spec=spec, objective=spec.objective,
         ))
-    return tasks, make_collator(tokenizer)
+    return tasks, make_collator(tokenizer, objective=objective)
 
 
 def collate(rows: list[dict[str, Any]], collator: Callable | None, regression: bool) -> tuple[dict, torch.Tensor]:

@@ -33,11 +33,13 @@ from .checkpoint import (
     trainable_state,
 )
 from .config import TrainConfig
+from .causal_lm import completion_loss, completion_predictions
 from .evaluation import evaluate_tasks, predict_tasks, predicted_labels, task_metrics
 from .records import PREDICTIONS_FORMAT, PREDICTIONS_NAME, RECORD_FORMAT, RECORD_NAME, package_versions
 from .runtime import MethodRuntime, runtime_for
 from .setup import optimizer_groups, task_loss
-from .tasks import TaskData, collate, epoch_plan, prepare_tasks
+from .tasks import TaskData, check_objective, collate, epoch_plan, prepare_tasks
+from .tracking import Tracker
 
 Callback = Callable[[int, nn.Module], Any]
 
@@ -73,15 +75,25 @@ def train(config: TrainConfig, *, tasks: Sequence[TaskData] | None = None,
         from ..backbones import load_backbone
         from ..data import get_task
 
-        model, tokenizer = load_backbone(config.backbone, get_task(config.tasks[0]).num_labels, seed=config.seed,
-                                         attn_implementation=config.attn_implementation)
+        check_objective(config)  # before any loading
+        num_labels = None if config.causal_lm else get_task(config.tasks[0]).num_labels
+        model, tokenizer = load_backbone(config.backbone, num_labels, seed=config.seed,
+                                         attn_implementation=config.attn_implementation, objective=config.objective)
         tasks, collator = prepare_tasks(config, tokenizer)
     else:
         if model_fn is None:
             raise ValueError("give model_fn(num_labels) together with tasks")
         if [t.name for t in tasks] != list(config.tasks):
             raise ValueError(f"tasks {[t.name for t in tasks]} differ from config.tasks {config.tasks}")
+        wrong = [t.name for t in tasks if t.objective != config.objective]
+        if wrong:
+            raise ValueError(f"tasks {wrong} are not {config.objective} tasks (TaskData.objective); "
+                             f"set TrainConfig.objective to match")
         model = model_fn(tasks[0].num_labels)
+        if collator is None and config.causal_lm:  # rows of different lengths: pad them (right, labels -100)
+            from ..data.completion import CompletionCollator
+
+            collator = CompletionCollator(getattr(getattr(model, "config", None), "pad_token_id", None) or 0)
     return Trainer(config, model, list(tasks), collator, callbacks).fit()
 
 
@@ -108,7 +120,7 @@ class Trainer:
         # several processes: a multi-task step leaves the other tasks' heads unused, which DDP must allow
         ddp = DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=[ddp],
-                                       cpu=cpu_processes())
+                                       cpu=cpu_processes(), **Tracker.accelerator_options(config))
         self._check_output()
         self.sizes = [len(t.train) for t in tasks]
         self.steps_per_epoch = len(self._plan(0))
@@ -124,6 +136,7 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.loss_sum, self.loss_count = 0.0, 0
         self.record = self._new_record(self.runtime.adapter_config, self.runtime.params)
+        self.tracker = Tracker(config, self.accelerator, self.runtime)
 
     # --- set-up -----------------------------------------------------------------------------
     @property
@@ -170,7 +183,10 @@ class Trainer:
         inputs, labels = send_to_device(inputs, self.accelerator.device), labels.to(self.accelerator.device)
         with use_task(task_id):
             logits = self.model(**inputs).logits
-            loss = task_loss(logits, labels, task.is_regression)
+            if task.is_causal_lm:  # per-token mean of this micro-batch; weighted by tokens in _train_step
+                loss = completion_loss(logits, labels)
+            else:
+                loss = task_loss(logits, labels, task.is_regression)
             extra = self.runtime.extra_loss()
             if extra is not None:
                 loss = loss + extra
@@ -186,7 +202,12 @@ class Trainer:
         """One optimizer step on the global batch ``indices`` (this process's share, in micro-batches)."""
         world = self.accelerator.num_processes
         mine = share(indices, self.accelerator.process_index, world)
-        chunks = micro_batches(mine, len(indices), world, self.config.gradient_accumulation_steps)
+        steps = self.config.gradient_accumulation_steps
+        if self.tasks[task_id].is_causal_lm:  # weights by target tokens: the step's loss is a per-token mean
+            sizes = self.tasks[task_id].target_counts()
+            chunks = micro_batches(mine, int(sizes[indices].sum()), world, steps, sizes=sizes)
+        else:
+            chunks = micro_batches(mine, len(indices), world, steps)
         total = 0.0
         for i, (rows, weight) in enumerate(chunks):
             last = i == len(chunks) - 1  # gradients are averaged over processes once, after the last
@@ -215,13 +236,15 @@ class Trainer:
         return float(np.mean([metrics[t.name][t.main_metric] for t in self.tasks]))
 
     def _eval_and_checkpoint(self, position: tuple[int, int]) -> None:
-        metrics = self.evaluate("validation")
+        with self.tracker.watching_gates(self.unwrapped):  # token routers' gates on validation tokens
+            metrics = self.evaluate("validation")
         score = self._score(metrics)
         entry = {"step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4),
                  "train_loss": self.loss_sum / max(self.loss_count, 1), "metrics": metrics, "score": score}
         if self.runtime.has_ranks:
             entry["total_rank"] = self._record_rank()["total"]
         self.record["evals"].append(entry)
+        self.tracker.log_eval(self.step, entry, self.unwrapped)
         self.loss_sum, self.loss_count = 0.0, 0
         best = self.record["best"]
         if best is None or score > best["score"]:
@@ -284,6 +307,7 @@ class Trainer:
         epoch, skip = self._resume()
         if self.runtime.has_ranks and not self.record["rank_history"]:  # the starting budget, for plots
             self.record["rank_history"].append(self.runtime.rank_snapshot(0))
+            self.tracker.log_budget(0, self.record["rank_history"][0])
         quiet = self.config.quiet or not self.accelerator.is_local_main_process
         self.bar = tqdm(total=self.total_steps, initial=self.step, disable=quiet, dynamic_ncols=True,
                         desc=f"{self.config.method} {','.join(self.config.tasks)}")
@@ -309,6 +333,7 @@ class Trainer:
             self.bar.update(1)
             if self.step % 10 == 0:
                 self.bar.set_postfix(loss=f"{self.loss_sum / self.loss_count:.4f}")
+            self.tracker.log_step(self.step, loss, self.scheduler)
             for callback in self.callbacks:
                 callback(self.step, self.unwrapped)
             if self.runtime.has_ranks and self.step % self.config.rank_every == 0:
@@ -325,12 +350,19 @@ class Trainer:
         history = self.record["rank_history"]
         if not history or history[-1]["step"] != self.step:
             history.append(self.runtime.rank_snapshot(self.step))
+            self.tracker.log_budget(self.step, history[-1])
         return history[-1]
 
     def _predictions_file(self, outputs: dict[str, tuple[np.ndarray, np.ndarray]], split: str) -> dict[str, Any]:
-        regression = {t.name: t.is_regression for t in self.tasks}
+        by_name = {t.name: t for t in self.tasks}
+
+        def predicted(name: str, p: np.ndarray, y: np.ndarray) -> np.ndarray:
+            if by_name[name].is_causal_lm:  # gold class where the completion is exact, else -1
+                return completion_predictions(p, y)
+            return predicted_labels(p, by_name[name].is_regression)
+
         return {"format": PREDICTIONS_FORMAT, "split": split, "tasks": {
-            name: {"predicted": predicted_labels(p, regression[name]).tolist(), "labels": y.tolist()}
+            name: {"predicted": predicted(name, p, y).tolist(), "labels": y.tolist()}
             for name, (p, y) in outputs.items()}}
 
     def _finish(self) -> RunResult:
@@ -344,6 +376,7 @@ class Trainer:
                                     self.accelerator.device, accelerator=self.accelerator)
             record["test"] = task_metrics(self.tasks, outputs)
             predictions = self._predictions_file(outputs, "test")
+            self.tracker.log_metrics(self.step, "test", record["test"])
         record.update(status="completed", steps=self.step, stopped_early=self.stopped_early,
                       wall_time_s=self._wall_time())
         if self.output is not None and self.accelerator.is_main_process:
@@ -353,6 +386,7 @@ class Trainer:
                 write_json(self.output / PREDICTIONS_NAME, predictions)
                 record["predictions_path"] = PREDICTIONS_NAME
             write_json(self.output / RECORD_NAME, record)
+        self.tracker.close()
         self.accelerator.free_memory()
         return RunResult(record=record, model=model.eval(), tasks=self.tasks, output=self.output,
                          collator=self.collator)
