@@ -124,9 +124,6 @@ class RankRouterLayer(AdapterLayer):
             elif config.gate_init == "more":
                 nn.init.kaiming_uniform_(self.gate.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.normal_(self.task_embedding, mean=0.0, std=0.01)
-        # fixed per-rank factors g_i on row i of A and column i of B (from the config: never trained or saved)
-        g = torch.arange(1, r + 1) / r if config.rank_scaling == "linear" else torch.ones(r)
-        self.register_buffer("rank_scale", g.to(self.lora_A.dtype), persistent=False)
         self.n_modules = 1  # rank-router layers in the model; set by on_attach, divides extra_loss
         self.hook_gates = HookPoint()  # sees the gate probabilities p (r,) of every forward
         self._query: torch.Tensor | None = None  # normalize(x[:, 0]) of the last forward
@@ -166,6 +163,13 @@ class RankRouterLayer(AdapterLayer):
             return z[k] * (torch.arange(p.numel(), device=p.device) <= k).to(p.dtype)
         return z.flip(0).cumsum(0).flip(0)  # c_i = sum_{j >= i} z_j
 
+    def rank_scale(self) -> torch.Tensor:
+        """The fixed factors g (r,) on row i of A and column i of B: (i+1)/r (MoRE) or 1; from the
+        config, so never trained, saved or checkpointed."""
+        r = self.config.r
+        g = torch.ones(r) if self.config.rank_scaling == "none" else torch.arange(1, r + 1) / r
+        return g.to(device=self.lora_A.device, dtype=self.lora_A.dtype)
+
     def gate_probs(self, task: int) -> torch.Tensor:
         """Gate probabilities p (r,) of a task (softmax of the gate), detached."""
         with torch.no_grad():
@@ -191,7 +195,7 @@ class RankRouterLayer(AdapterLayer):
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         task = self._task(None)
         p = self.hook_gates(self._probs(task))
-        c = self._rank_weights(p) * self.rank_scale.square()  # g_i on A's row and B's column: g_i^2
+        c = self._rank_weights(p) * self.rank_scale().square()  # g_i on A's row and B's column: g_i^2
         self._query_task = task
         return ((x @ self.lora_A.T) * c) @ self.lora_B.T * self.scaling
 
@@ -200,7 +204,7 @@ class RankRouterLayer(AdapterLayer):
         task = self._task(task)
         c = self._rank_weights(self._probs(task))
         used = (c.detach() != 0).nonzero().flatten()
-        weights = c[used] * self.rank_scale[used].square() * self.scaling
+        weights = c[used] * self.rank_scale()[used].square() * self.scaling
         return [self.lora_B[:, used] * weights, self.lora_A[used]]
 
     # --- contrastive loss -------------------------------------------------------------------
