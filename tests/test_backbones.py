@@ -16,8 +16,9 @@ def tiny():
 
 
 def test_names_and_unknown():
-    assert available_backbones() == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random"]
-    with pytest.raises(ValueError, match="valid backbones: roberta-base, roberta-large, minilm-l6, tiny-random"):
+    assert available_backbones() == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random", "tiny-random-llama"]
+    with pytest.raises(ValueError, match="valid backbones: roberta-base, roberta-large, minilm-l6, tiny-random, "
+                                         "tiny-random-llama"):
         load_backbone("bert-base", 2)
     with pytest.raises(ValueError, match="num_labels"):
         load_backbone("tiny-random", 0)
@@ -34,6 +35,28 @@ def test_tiny_random_is_fast_seeded_and_runs_pairs(tiny):
     out = model(**batch, labels=torch.tensor([0.5, -1.0]))
     assert out.logits.shape == (2, 1) and out.loss.item() > 0
     assert any(name.endswith("attention.self.query") for name, _ in tiny[0].named_modules())
+
+
+def test_tiny_random_llama_classifies_padded_pairs_and_takes_mor_on_its_ffn():
+    """The miniature stand-in of the MoR recipe's LLaMA: head ``score``, FFN modules that fit rank 64,
+    and padding that does not change a row's logits (the head reads each row's last real token)."""
+    import ranklab
+    from ranklab.backbones import BACKBONES
+
+    model, tokenizer = load_backbone("tiny-random-llama", 3)
+    assert BACKBONES["tiny-random-llama"].head == "score" and model.score.out_features == 3
+    summary = ranklab.attach(model, ranklab.make_config("mor", r=64, n_experts=8, modules_to_save=["score"],
+                                                        target_modules=["gate_proj", "up_proj", "down_proj"]))
+    assert len(summary.to_dict()["modules"]) == 2 * 3
+    model.eval()
+    pair = tokenizer(["a good film"], ["yes"], return_tensors="pt")
+    padded = tokenizer(["a good film", "a much longer sentence than the first one"], ["yes", "no"],
+                       padding=True, return_tensors="pt")
+    assert padded["attention_mask"][0].sum() < padded["attention_mask"].shape[1]  # row 0 is padded
+    with torch.no_grad():
+        alone = model(**pair).logits
+        together = model(**padded).logits
+    torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-5)
 
 
 def test_minilm_loads_offline_with_a_fresh_head():

@@ -119,6 +119,6 @@ def test_tasks_command_on_a_fresh_cache(tmp_path, monkeypatch, capsys):
 def test_backbones_command(capsys):
     out = _run(["backbones"], capsys)
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
-    assert list(rows) == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random"]
+    assert list(rows) == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random", "tiny-random-llama"]
     assert rows["minilm-l6"].endswith("yes") and rows["tiny-random"].endswith("yes")
     assert "hub:FacebookAI/roberta-base" in rows["roberta-base"]
