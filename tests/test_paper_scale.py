@@ -215,3 +215,12 @@ def test_the_paper_scale_report_shows_medians_and_the_papers_claims(miniature):
     markdown = results_markdown(summary, derived)
     assert "## table2: median [min, max] over seeds, test x 100" in markdown
     assert "## mor_rank: median [min, max] over seeds" in markdown and "| Table 2 | AdaLoRA 12->8 | 86.11 |" in markdown
+
+
+def test_the_docs_page_shows_exactly_the_settings_the_recipes_run():
+    from ranklab.experiments.paper_docs import settings_markdown
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "paper_scale.md").read_text()
+    assert settings_markdown() in page  # regenerate the block with ranklab.experiments.paper_docs if this fails
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "docs/paper_scale.md" in readme
