@@ -33,7 +33,8 @@ TABLE1_METHODS = {"LoRA r=8": ("lora", {"r": 8}), "EMD a=4, b=12": ("emd", {"a":
 # same budget and scaling alpha / r_ref), MNLI initialisation included, so the two rows differ only
 # in the decomposition.
 TABLE2_TASKS = ("sst2", "mrpc", "cola", "qnli", "stsb")
-TABLE2_METHODS = {"DyLoRA r<=8": ("dylora", {}), "AdaLoRA ->8": ("adalora", {}), "EMD a=4, b=12": ("emd", {"a": 4, "b": 12})}
+TABLE2_METHODS = {"DyLoRA r<=8": ("dylora", {}), "AdaLoRA ->8": ("adalora", {}),
+                  "EMD a=4, b=12": ("emd", {"a": 4, "b": 12})}
 EMD_SWEEP = {"EMD a=8, b=8": {"a": 8, "b": 8}, "EMD a=12, b=4": {"a": 12, "b": 4}}  # a=4, b=12: single_task's
 ROUTER = "Rank router r<=16"
 MULTI_TASK_METHODS = {

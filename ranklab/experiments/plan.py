@@ -125,7 +125,8 @@ def _options(config: TrainConfig) -> str:
 
 def _schedule(config: TrainConfig) -> str:
     length = f"{config.max_steps} steps" if config.max_steps else f"{config.epochs} ep"
-    warmup = f"warmup {config.warmup_steps} st" if config.warmup_steps is not None else f"warmup {config.warmup_ratio:g}"
+    warmup = (f"warmup {config.warmup_steps} st" if config.warmup_steps is not None
+              else f"warmup {config.warmup_ratio:g}")
     sampling = f" {config.sampling}" if config.multi_task else ""
     return (f"lr {config.lr:g} batch {config.batch_size} {length} len {config.max_length} wd {config.weight_decay:g} "
             f"{warmup}{sampling}")
@@ -161,7 +162,8 @@ def plan_text(runs: list[RunSpec], scale_name: str) -> str:
     lines += ["", "recipe | runs | optimizer steps | GPU hours"]
     for recipe in dict.fromkeys(r["recipe"] for r in rows):
         part = [r for r in rows if r["recipe"] == recipe]
-        lines.append(f"{recipe} | {len(part)} | {_total(part, 'steps', '{:,.0f}')} | {_total(part, 'gpu_h', '{:,.1f}')}")
+        lines.append(f"{recipe} | {len(part)} | {_total(part, 'steps', '{:,.0f}')} | "
+                     f"{_total(part, 'gpu_h', '{:,.1f}')}")
     lines.append(f"total | {len(rows)} | {_total(rows, 'steps', '{:,.0f}')} | {_total(rows, 'gpu_h', '{:,.1f}')}")
     blocked = [r for r in rows if r["blocked"]]
     if blocked:
