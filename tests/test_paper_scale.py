@@ -146,6 +146,17 @@ def test_plan_prints_every_run_with_its_steps_and_gpu_hours(capsys):
     assert "single_task | 80 |" in plan_text(runs_of("single_task", PAPER.seeds), "paper")
 
 
+def test_the_plan_of_a_searched_scale_lists_the_search_first_and_leaves_unknown_costs_open(capsys):
+    from ranklab.experiments.recipes import tuning_runs
+
+    assert main(["reproduce", "--scale", "embedded", "--plan"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("[")]
+    search, reported = tuning_runs(None, "embedded"), recipe_runs(None, "embedded")
+    assert len(lines) == len(search) + len(reported) and "(lr search)" in lines[0]
+    assert f"total | {len(lines)} |" in out and out.rstrip().splitlines()[-3].endswith("| ?")  # offline tasks: no estimate
+
+
 def test_recipes_are_named_per_scale_and_blocked_ones_are_refused_before_any_work(tmp_path, capsys):
     assert main(["reproduce", "--scale", "embedded", "--recipes", "table2", "--plan"]) == 2
     assert ("unknown recipe(s) ['table2'] at the embedded scale; valid recipes: single_task, emd_sweep, multi_task"

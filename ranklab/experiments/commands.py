@@ -104,9 +104,9 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _plan(names: list[str] | None, scale: Any, seeds: tuple[int, ...] | None) -> int:
     from .plan import plan_text
-    from .recipes import recipe_runs
+    from .recipes import recipe_runs, tuning_runs
 
-    print(plan_text(recipe_runs(names, scale, seeds), scale.name))
+    print(plan_text(tuning_runs(names, scale) + recipe_runs(names, scale, seeds), scale.name))  # search first
     return 0
 
 

@@ -103,10 +103,10 @@ def _params(backbone: str) -> float:
 
 
 def gpu_hours(config: TrainConfig, causal_lm: bool = False) -> float | None:
-    """The estimate of ``ESTIMATE_RULE`` for one run (None when the task sizes are unknown)."""
+    """The estimate of ``ESTIMATE_RULE`` for one run (None for tasks other than GLUE's)."""
     steps = planned_steps(config)
-    if steps is None:
-        return None
+    if steps is None or any(t not in TYPICAL_TOKENS for t in config.tasks):
+        return None  # lengths and split sizes known for GLUE only
     extra = PROMPT_TOKENS if causal_lm else 0
     length = sum(min(config.max_length, TYPICAL_TOKENS[t] + extra) for t in config.tasks) / len(config.tasks)
     evals = math.ceil(steps / config.eval_every) if config.eval_every else math.ceil(steps / steps_per_epoch(config))
@@ -140,7 +140,8 @@ def plan_rows(runs: list[RunSpec]) -> list[dict[str, Any]]:
             c = run.config
             blocked = blocked_reasons(run)
             causal = bool(run.requires) or getattr(c, "objective", None) == "causal-lm"
-            rows.append({"wave": wave, "recipe": run.recipe, "label": run.label, "tasks": "+".join(c.tasks),
+            recipe = f"{run.recipe} (lr search)" if run.tuning else run.recipe
+            rows.append({"wave": wave, "recipe": recipe, "label": run.label, "tasks": "+".join(c.tasks),
                          "method": c.method, "options": _options(c), "schedule": _schedule(c), "seed": c.seed,
                          "init_from": run.init_from or "-", "steps": planned_steps(c), "gpu_h": gpu_hours(c, causal),
                          "backbone": c.backbone, "blocked": "; ".join(blocked)})
@@ -176,5 +177,7 @@ def plan_text(runs: list[RunSpec], scale_name: str) -> str:
 def _total(rows: list[dict[str, Any]], key: str, fmt: str) -> str:
     values = [r[key] for r in rows]
     known = [v for v in values if v is not None]
+    if not known:
+        return "?"
     unknown = len(values) - len(known)
     return fmt.format(sum(known)) + (f" (+{unknown} unknown)" if unknown else "")
