@@ -39,6 +39,7 @@ class BackboneSpec:
     approx_params: str
     notes: str = ""
     decoder: bool = False  # a decoder-only LM: loads for objective="causal-lm" too
+    head: str = "classifier"  # the classification head's module name (trained, saved with the adapter)
 
 
 # The one table of backbones: what loads (hub, pypi, code) and, for parameter accounting
@@ -53,15 +54,20 @@ BACKBONES: dict[str, BackboneSpec] = {
     "tiny-random": BackboneSpec("tiny-random", "code", "config", "roberta", 32, 2, 2, 64, "1M",
                                 "random weights, for tests; MiniLM's tokenizer"),
     "tiny-gpt2": BackboneSpec("tiny-gpt2", "code", "config", "gpt2", 64, 2, 4, 256, "2M",
-                              "random weights, Conv1D projections; MiniLM's vocabulary", decoder=True),
+                              "random weights, Conv1D projections; MiniLM's vocabulary", decoder=True,
+                              head="score"),
     "tiny-llama": BackboneSpec("tiny-llama", "code", "config", "llama", 64, 2, 4, 128, "2M",
-                               "random weights; MiniLM's vocabulary", decoder=True),
+                               "random weights; MiniLM's vocabulary; the miniature stand-in of the MoR recipe's "
+                               "LLaMA-7B (hidden 64: rank 64 fits its FFN modules)", decoder=True, head="score"),
     "tiny-qwen2": BackboneSpec("tiny-qwen2", "code", "config", "qwen2", 64, 2, 4, 128, "2M",
-                               "random weights; MiniLM's vocabulary", decoder=True),
+                               "random weights; MiniLM's vocabulary", decoder=True, head="score"),
     "qwen2-0.5b": BackboneSpec("qwen2-0.5b", "hub", "Qwen/Qwen2-0.5B", "qwen2", 896, 24, 14, 4864, "494M",
-                               "decoder-only LLM; needs the hub (or a local HF cache copy)", decoder=True),
-    "llama-7b": BackboneSpec("llama-7b", "shape", "LLaMA-7B (MoR paper)", "llama", 4096, 32, 32, 11008, "6.7B",
-                             "shapes only, for parameter accounting; not loadable"),
+                               "decoder-only LLM; needs the hub (or a local HF cache copy)", decoder=True,
+                               head="score"),
+    # DECISION: huggyllama/llama-7b, an openly downloadable copy of the original LLaMA-7B (MoR's
+    # backbone; Meta's own repositories are gated behind a licence form).
+    "llama-7b": BackboneSpec("llama-7b", "hub", "huggyllama/llama-7b", "llama", 4096, 32, 32, 11008, "6.7B",
+                             "MoR paper's backbone; needs the hub (13 GB) and a GPU", decoder=True, head="score"),
 }
 TINY_CONFIG = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 OBJECTIVES = ("classification", "causal-lm")  # ranklab.train.config.OBJECTIVES

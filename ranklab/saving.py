@@ -150,6 +150,35 @@ def load_adapters(model: nn.Module, path: str | os.PathLike, task: int | str | N
     return model
 
 
+def load_adapter_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Copy a saved set's adapter weights, not its kept heads, into the adapters already attached
+    to ``model`` (same method, modules and shapes): a run that starts from another run's adapter,
+    as LoRA's MRPC, RTE and STS-B start from its MNLI adapter (their heads have other labels).
+    Everything is checked first; on a mismatch ``model`` is unchanged and AdapterLoadError says why."""
+    path = Path(path)
+    config = getattr(model, "ranklab_config", None)
+    if config is None:
+        raise ValueError("this model has no ranklab adapters; attach the run's adapters before loading weights")
+    meta = read_adapter_config(path)
+    saved_method = meta["config"].get("method")
+    if saved_method != config.method:
+        raise AdapterLoadError(f"{path} holds {saved_method!r} adapters; this model's are {config.method!r}")
+    expected = {f"{name}.{key}": value for name, layer in adapter_layers(model).items()
+                for key, value in layer.state_dict().items() if not key.startswith("base.")}
+    modules = tuple(f"{m}." for m in meta.get("modules") or [])
+    state = {k: v for k, v in _read_weights(path).items() if k.startswith(modules)}  # heads left out
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    shapes = [f"{k}: saved {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
+              for k, v in state.items() if k in expected and v.shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        problems = ([f"missing {missing[:3]}"] if missing else []) + ([f"unexpected {unexpected[:3]}"] if unexpected else [])
+        raise AdapterLoadError(f"adapter weights in {path} do not fit this model: " + "; ".join(problems + shapes[:3]))
+    with torch.no_grad():
+        for key, value in state.items():
+            expected[key].copy_(value)
+    return model
+
+
 @contextlib.contextmanager
 def restore_on_failure(model: nn.Module) -> Iterator[None]:
     """Undo everything the block did to ``model`` if it raises: adapters, flags, head weights."""

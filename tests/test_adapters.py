@@ -77,6 +77,45 @@ def test_dylora_training_samples_ranks_in_range():
     assert seen == {1, 2, 3, 4, 5}
 
 
+def _official_dylora_delta(x, A, B, alpha, index, frozen):
+    """The official code's forward (huawei-noah/Efficient-NLP DyLoRA/loralib: ``dynamic`` on A.T and B
+    with rank index ``index`` = b - 1, each scaled by sqrt(r / b), then alpha / r), written out here."""
+    r = A.shape[0]
+
+    def dynamic(inputs):  # columns 0..index of inputs (A.T or B); the earlier ones detached if frozen
+        kept = torch.cat([inputs[:, :index].detach(), inputs[:, index:index + 1]], 1) if frozen else inputs[:, :index + 1]
+        return kept * (r / (index + 1)) ** 0.5
+
+    return (x @ dynamic(A.T)) @ dynamic(B).T * (alpha / r)
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_dylora_training_step_matches_the_official_code(frozen):
+    """Values and gradients of one training forward at rank b equal the official code's; with
+    frozen=True only row b of A and column b of B get a gradient."""
+    layer = make_layer("dylora", alpha=16.0, frozen=frozen).train()
+    x = torch.randn(4, 12, dtype=torch.double)
+    for b in (1, 3, 5):
+        layer.train_rank = b
+        for p in layer.adapter_parameters():
+            p.grad = None
+        layer.adapter_output(x).pow(2).sum().backward()
+        ours = [layer.lora_A.grad.clone(), layer.lora_B.grad.clone()]
+        A = layer.lora_A.detach().clone().requires_grad_()
+        B = layer.lora_B.detach().clone().requires_grad_()
+        reference = _official_dylora_delta(x, A, B, 16.0, b - 1, frozen)
+        torch.testing.assert_close(layer.adapter_output(x), reference, rtol=1e-10, atol=1e-10)
+        reference.pow(2).sum().backward()
+        torch.testing.assert_close(ours, [A.grad, B.grad], rtol=1e-10, atol=1e-10)
+        trained_rows = (ours[0].abs().sum(1) > 0).nonzero().flatten().tolist()
+        trained_cols = (ours[1].abs().sum(0) > 0).nonzero().flatten().tolist()
+        assert trained_rows == trained_cols == ([b - 1] if frozen else list(range(b)))
+    layer.eval()  # evaluation never detaches: frozen only changes training
+    torch.testing.assert_close(layer.delta_weight(rank=3), (16.0 / 3) * layer.lora_B[:, :3] @ layer.lora_A[:3])
+    with pytest.raises(ValueError, match="frozen must be True or False"):
+        make_config("dylora", frozen="yes")
+
+
 def test_isinstance_of_registered_classes():
     assert ranklab.get_method("lora")[1] is LoraLayer
     assert ranklab.get_method("dylora")[1] is DyLoraLayer

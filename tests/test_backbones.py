@@ -17,7 +17,7 @@ def tiny():
 
 def test_names_and_unknown():
     assert available_backbones() == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random", "tiny-gpt2",
-                                     "tiny-llama", "tiny-qwen2", "qwen2-0.5b"]
+                                     "tiny-llama", "tiny-qwen2", "qwen2-0.5b", "llama-7b"]
     with pytest.raises(ValueError, match="valid backbones: roberta-base, roberta-large, minilm-l6, tiny-random"):
         load_backbone("bert-base", 2)
     with pytest.raises(ValueError, match="num_labels"):
@@ -131,3 +131,34 @@ def test_hub_decoder_without_hub_says_so(monkeypatch):
     monkeypatch.setattr(backbones, "_offline_now", lambda spec: False)
     with pytest.raises(HubUnreachableError, match="qwen2-0.5b"):
         load_backbone("qwen2-0.5b", objective="causal-lm")
+
+
+def test_every_backbone_names_its_classification_head():
+    from ranklab.backbones import BACKBONES
+
+    assert BACKBONES["tiny-random"].head == BACKBONES["minilm-l6"].head == "classifier"
+    for name in ("tiny-gpt2", "tiny-llama", "tiny-qwen2", "qwen2-0.5b", "llama-7b"):
+        assert BACKBONES[name].head == "score", name
+    model, _ = load_backbone("tiny-llama", 3)
+    assert model.get_submodule(BACKBONES["tiny-llama"].head).out_features == 3
+
+
+def test_tiny_llama_classifies_padded_pairs_and_takes_mor_on_its_ffn():
+    """The miniature stand-in of the MoR recipe's LLaMA: head ``score``, FFN modules that fit rank 64,
+    and padding that does not change a row's logits (the head reads each row's last real token)."""
+    import ranklab
+
+    model, tokenizer = load_backbone("tiny-llama", 3)
+    assert model.score.out_features == 3
+    summary = ranklab.attach(model, ranklab.make_config("mor", r=64, n_experts=8, modules_to_save=["score"],
+                                                        target_modules=["gate_proj", "up_proj", "down_proj"]))
+    assert len(summary.to_dict()["modules"]) == 2 * 3
+    model.eval()
+    pair = tokenizer(["a good film"], ["yes"], return_tensors="pt")
+    padded = tokenizer(["a good film", "a much longer sentence than the first one"], ["yes", "no"],
+                       padding=True, return_tensors="pt")
+    assert padded["attention_mask"][0].sum() < padded["attention_mask"].shape[1]  # row 0 is padded
+    with torch.no_grad():
+        alone = model(**pair).logits
+        together = model(**padded).logits
+    torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-5)

@@ -143,8 +143,44 @@ def test_micro_batches_weighted_by_tokens_give_the_whole_batch_gradient():
 def test_causal_lm_task_registry():
     from ranklab.data import available_tasks
 
-    assert available_tasks(objective="causal-lm") == ["movie_lm", "trec_lm"]
+    assert available_tasks(objective="causal-lm") == ["movie_lm", "trec_lm", "cola_lm", "sst2_lm", "mrpc_lm", "qqp_lm",
+                                                      "mnli_lm", "qnli_lm", "rte_lm"]
+    assert available_tasks("glue", objective="causal-lm") == ["cola_lm", "sst2_lm", "mrpc_lm", "qqp_lm", "mnli_lm",
+                                                              "qnli_lm", "rte_lm"]
     assert "movie_lm" not in available_tasks("offline")  # classification lists are unchanged
     spec = get_task("trec_lm")
     assert spec.is_causal_lm and not spec.is_regression and spec.main_metric == "exact_match"
     assert spec.base_task == "trec" and len(spec.label_names) == get_task("trec").num_labels
+
+
+
+def test_glue_pairs_become_completions_with_both_texts_and_cut_longest_first(tmp_path):
+    """A GLUE pair task as text completion: both texts in the prompt, the answer word as the
+    completion, the same rows and labels as the classification task; an over-long pair loses
+    tokens from its longer text, never the prompt's frame or the answer."""
+    from ranklab.backbones import minilm_tokenizer
+    from ranklab.data import load_task, write_glue_fixture
+    from ranklab.data.completion import IGNORE_INDEX, tokenize_completions
+
+    fixture = write_glue_fixture(tmp_path / "glue", names=["mnli"], rows=12, seed=0)
+    base = load_task("mnli", data_dir=fixture)
+    data = load_task("mnli_lm", data_dir=fixture)
+    row, base_row = data["train"][0], base["train"][0]
+    assert row["prompt"] == f"Premise: {base_row['premise']}\nHypothesis: {base_row['hypothesis']}\nEntailed:"
+    assert row["completion"] == " " + ("yes", "maybe", "no")[base_row["label"]]
+    assert data["train"]["label"] == base["train"]["label"]
+    tokenizer = minilm_tokenizer()
+    long = data["train"].select([0]).map(lambda r: {"premise": "word " * 200, "hypothesis": "short one"})
+    from datasets import DatasetDict
+
+    tokens = tokenize_completions(DatasetDict({"train": long}), tokenizer, "mnli_lm", max_length=48)["train"][0]
+    text = tokenizer.decode(tokens["input_ids"])
+    assert len(tokens["input_ids"]) == 48 and "hypothesis : short one" in text and "entailed :" in text
+    answer = [t for t, y in zip(tokens["input_ids"], tokens["labels"]) if y != IGNORE_INDEX]
+    assert tokenizer.decode(answer[:-1]).strip() == ("yes", "maybe", "no")[long[0]["label"]]
+    assert answer[-1] == tokenizer.sep_token_id
+    with pytest.raises(ValueError, match="holds \\{text2\\} exactly when the task has two text fields"):
+        from ranklab.data.tasks import TaskSpec
+
+        TaskSpec("x_lm", "glue", ("a", "b"), 2, ("exact_match",), ("no", "yes"), objective="causal-lm",
+                 base_task="mrpc", prompt="A: {text}\nSame:")

@@ -120,8 +120,8 @@ def test_backbones_command(capsys):
     out = _run(["backbones"], capsys)
     rows = {line.split()[0]: line for line in out.splitlines()[1:]}
     assert list(rows) == ["roberta-base", "roberta-large", "minilm-l6", "tiny-random", "tiny-gpt2", "tiny-llama",
-                          "tiny-qwen2", "qwen2-0.5b"]
+                          "tiny-qwen2", "qwen2-0.5b", "llama-7b"]
     assert rows["minilm-l6"].endswith("yes") and rows["tiny-random"].endswith("yes")
     assert rows["tiny-gpt2"].split()[1:4] == ["gpt2", "2", "64"] and rows["tiny-llama"].endswith("yes")
-    assert "hub:Qwen/Qwen2-0.5B" in rows["qwen2-0.5b"]
+    assert "hub:Qwen/Qwen2-0.5B" in rows["qwen2-0.5b"] and "hub:huggyllama/llama-7b" in rows["llama-7b"]
     assert "hub:FacebookAI/roberta-base" in rows["roberta-base"]

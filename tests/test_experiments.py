@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_recipes_cover_every_method_at_every_seed():
-    for name in ("paper", "embedded", "smoke"):
+    for name in ("embedded", "smoke"):  # the paper scale's own recipes: tests/test_paper_scale.py
         scale = get_scale(name)
         runs = recipe_runs(None, scale)
         assert len({r.run_id for r in runs}) == len(runs)

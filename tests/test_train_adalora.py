@@ -79,3 +79,6 @@ def test_options_are_validated():
     with pytest.raises(ValueError, match="sum below 1"):
         AdaLoraOptions(tinit_ratio=0.5, tfinal_ratio=0.5)
     assert AdaLoraOptions().schedule(100) == (10, 20)  # tinit, tfinal from the run's total steps
+    with pytest.raises(ValueError, match="2 steps are too few .*tinit 0, tfinal 1"):  # PEFT would never score
+        AdaLoraOptions(tinit_ratio=0.1, tfinal_ratio=0.52).schedule(2)
+    assert AdaLoraOptions(tinit_ratio=0.1, tfinal_ratio=0.52).schedule(3) == (0, 1)

@@ -185,3 +185,48 @@ def test_token_batch_is_seeded_and_carries_its_signal():
     assert upper[first["labels"] == 1].mean() > 0.75 > 0.25 > upper[first["labels"] == 0].mean()
     with pytest.raises(ValueError, match="first_token < vocab_size"):
         token_batch(torch.Generator(), vocab_size=500)
+
+
+def test_init_from_starts_with_another_runs_adapter_but_its_own_head(tmp_path):
+    """LoRA's MNLI-initialised MRPC: the second run's adapter starts at the first run's best adapter
+    (bit for bit), its head (other labels) starts fresh; other methods or shapes are refused."""
+    from safetensors.torch import load_file
+
+    run(tmp_path / "source", epochs=2, data=[synthetic_task(num_classes=3)])
+    saved = load_file(str(tmp_path / "source" / "adapter" / "adapter_model.safetensors"))
+    start = {}
+
+    def initial(step, model):
+        if step == 0:
+            start.update({k: v.clone() for k, v in ranklab.saving.adapter_state_dict(model).items()})
+
+    result = run(tmp_path / "target", epochs=1, callbacks=[initial], init_from=str(tmp_path / "source" / "adapter"))
+    adapter_keys = [k for k in saved if "lora_" in k]
+    assert adapter_keys and all(torch.equal(start[k], saved[k]) for k in adapter_keys)
+    assert saved["classifier.out_proj.weight"].shape[0] == 3 and start["classifier.out_proj.weight"].shape[0] == 2
+    assert result.record["config"]["init_from"] == str(tmp_path / "source" / "adapter")
+    with pytest.raises(ValueError, match="holds 'lora' adapters; this model's are 'emd'"):
+        run(method="emd", adapter={"a": 2, "b": 4}, init_from=str(tmp_path / "source" / "adapter"))
+    with pytest.raises(ValueError, match=r"do not fit this model: .*saved \(4, 32\) vs model \(8, 32\)"):
+        run(adapter={"r": 8}, init_from=str(tmp_path / "source" / "adapter"))
+    with pytest.raises(ValueError, match="AdaLoRA runs start from its own init"):
+        TrainConfig(method="adalora", init_from=str(tmp_path))
+
+
+def test_warmup_steps_override_the_ratio(monkeypatch):
+    from ranklab.train import trainer as trainer_module
+
+    optimizers, rates = [], []
+    original = trainer_module.Trainer.__init__
+
+    def keep_optimizer(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        optimizers.append(self.optimizer)
+
+    monkeypatch.setattr(trainer_module.Trainer, "__init__", keep_optimizer)
+    run(epochs=1, max_steps=6, warmup_steps=4, warmup_ratio=0.0, lr=1e-2,
+        callbacks=[lambda step, model: rates.append(optimizers[0].param_groups[0]["lr"])])
+    # the rate after each step: linear warmup over 4 steps, then linear decay to 0 at step 6
+    assert rates[1:] == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 5e-3, 0.0])
+    with pytest.raises(ValueError, match="warmup_steps must be an int >= 0"):
+        TrainConfig(warmup_steps=-1)

@@ -2,6 +2,15 @@
 
 The update at rank b uses the first b rows of A and columns of B with scaling alpha / b, so
 one trained adapter can be evaluated (and merged, exported) at every b in r_min..r_max.
+
+``frozen=True`` is the official code's training mode (huawei-noah/Efficient-NLP,
+DyLoRA/loralib/DyLoRA.py, class ``dynamic``; DyLoRA/examples/NLU/examples/text-classification/
+run_glue.py calls ``model.set_rank(new_rank, frozen=True)`` before every step): the forward value
+is the same, but the rows 1..b-1 of A and columns 1..b-1 of B are detached, so only the sampled
+rank's own row of A and column of B receive a gradient in that step.  (The official code draws
+b - 1 ~ U{0..r-1}, i.e. b ~ U{1..r}, and scales A and B by sqrt(r / b) each: alpha / r * r / b =
+alpha / b, as here.)  As in the official code, the optimiser still applies weight decay and its
+momentum to the detached rows: ``frozen`` zeroes their gradient, it does not skip their update.
 """
 from __future__ import annotations
 
@@ -19,6 +28,8 @@ from .base import MERGEABLE, RANK_SLICEABLE, AdapterConfig, AdapterLayer, check_
 class DyLoraConfig(AdapterConfig):
     r_min: int = field(default=1, metadata={"help": "Smallest rank sampled in training."})
     r_max: int = field(default=8, metadata={"help": "Largest rank (size of A and B)."})
+    frozen: bool = field(default=False, metadata={
+        "help": "Train only the sampled rank's row of A and column of B each step (the official code's mode)."})
     method = "dylora"
 
     def __post_init__(self) -> None:
@@ -27,10 +38,12 @@ class DyLoraConfig(AdapterConfig):
         check_positive_int("r_max", self.r_max)
         if self.r_min > self.r_max:
             raise ValueError(f"r_min={self.r_min} must be <= r_max={self.r_max}")
+        if not isinstance(self.frozen, bool):
+            raise ValueError(f"frozen must be True or False, got {self.frozen!r}")
 
     @classmethod
     def examples(cls) -> list["DyLoraConfig"]:
-        return [cls(r_min=1, r_max=4)]
+        return [cls(r_min=1, r_max=4), cls(r_min=1, r_max=4, frozen=True)]
 
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r_max", self.r_max, d_in, d_out, module_name)
@@ -95,7 +108,11 @@ class DyLoraLayer(AdapterLayer):
             rank = self.eval_rank
         self.last_rank = rank
         scaling = self.config.alpha / rank
-        return (x @ self.lora_A[:rank].T) @ self.lora_B[:, :rank].T * scaling
+        a, b = self.lora_A[:rank], self.lora_B[:, :rank]
+        if self.training and self.config.frozen and rank > 1:  # only rank b's own row / column learns
+            a = torch.cat([a[:-1].detach(), a[-1:]], dim=0)
+            b = torch.cat([b[:, :-1].detach(), b[:, -1:]], dim=1)
+        return (x @ a.T) @ b.T * scaling
 
     def factors(self, rank: int | None = None) -> list[torch.Tensor]:
         rank = self.eval_rank if rank is None else rank

@@ -14,11 +14,24 @@ The task id comes from ``with ranklab.use_task(t):`` (one task per batch).
 - DECISION (``gate_init="full"``, default): gate weight 0 and bias rising with the rank, so every
   task starts at the full rank and every rank gets trained; tasks then learn to shrink.  A random
   start (``gate_init="random"``, MoRE's) leaves ranks above every task's choice untrained.
-- Contrastive loss (MoRE): q = normalize(x[:, 0]) (this layer's input at the first token, kept
-  from the last forward, detached: the loss shapes E, not the hidden states),
-  L_cl = CE(q . normalize(E)^T / temperature, t).  ``extra_loss()`` returns
-  ``contrastive_weight * L_cl / n_modules`` (n_modules = number of rank-router layers, set by
-  attach), so the trainer's sum of ``extra_loss()`` over layers is weight * mean over modules.
+- Contrastive loss (MoRE): q = normalize(x[:, 0]) (this layer's input at the first token, before
+  the adapter dropout, kept from the last forward), L_cl = CE(q . normalize(E)^T / temperature, t).
+  ``contrastive_detach=True`` (ranklab's default) detaches q: the loss shapes E, not the hidden
+  states; ``False`` is MoRE's code, where the loss also trains the layers below.  ``extra_loss()``
+  returns ``contrastive_weight * L_cl / n_modules`` (n_modules = number of rank-router layers, set
+  by attach), so the trainer's sum of ``extra_loss()`` over layers is weight * mean over modules.
+
+MoRE's released code (NLPfreshman0/MoRE, peft/tuners/lora/layer.py, class ``Linear``;
+transformers/models/t5/modeling_t5.py adds ``0.1 * mean cl_loss`` of the encoder's modules) is
+``MORE_OPTIONS``: ``gate_init="more"`` (gate weight ``kaiming_uniform_(mode="fan_in",
+nonlinearity="relu")``, nn.Linear's default bias, E ~ N(0, 0.01)), ``rank_scaling="linear"``
+(fixed factors (i+1)/r on row i of A and column i of B, so rank i's term is scaled by
+((i+1)/r)^2; the code hard-codes the eight values 0.125..1.0 for r = 8), the contrastive loss
+through the hidden states, ``straight_through="chosen"`` (the chosen rank's z_k = p_k - sg(p_k) + 1
+multiplies the whole prefix update), adapter dropout 0.1 on the update's input, weight 0.1 and
+temperature 0.05.  Not copied: the released code builds a task -> rank map on the first forward
+and never leaves it (``self.init`` is set before the gated branch is reached), so its choice stays
+at initialisation; ours learns.
 
 Per task the update is static: ``factors(task=t)`` is a plain LoRA of the chosen rank, so it
 merges (``merge(task=t)``) and exports (``export_peft(model, path, task=t)``) per task.
@@ -37,7 +50,12 @@ from .base import AdapterConfig, AdapterLayer, HookPoint, check_choice, check_po
 
 SELECTIONS = ("prefix", "soft", "topk")
 STRAIGHT_THROUGH = ("all", "chosen")
-GATE_INITS = ("full", "random")
+GATE_INITS = ("full", "random", "more")
+RANK_SCALINGS = ("none", "linear")
+# MoRE's released code (see the module docstring), as rank_router options.
+MORE_OPTIONS = {"selection": "prefix", "straight_through": "chosen", "gate_init": "more", "rank_scaling": "linear",
+                "contrastive_detach": False, "contrastive_weight": 0.1, "contrastive_temperature": 0.05,
+                "dropout": 0.1}
 
 
 @dataclass
@@ -49,7 +67,12 @@ class RankRouterConfig(AdapterConfig):
     contrastive_weight: float = field(default=0.0, metadata={"help": "Weight of the contrastive loss on E (MoRE: 0.1)."})
     contrastive_temperature: float = field(default=0.05, metadata={"help": "Temperature of the contrastive loss."})
     straight_through: str = field(default="all", metadata={"help": "prefix gradient: all ranks (mixture) or the chosen one."})
-    gate_init: str = field(default="full", metadata={"help": "full: every task starts at rank r; random: MoRE's."})
+    gate_init: str = field(default="full", metadata={
+        "help": "full: every task starts at rank r; random: nn.Linear's default; more: MoRE's code."})
+    rank_scaling: str = field(default="none", metadata={
+        "help": "none, or linear: MoRE's fixed (i+1)/r on row i of A and column i of B."})
+    contrastive_detach: bool = field(default=True, metadata={
+        "help": "Detach the hidden states in the contrastive loss (False: MoRE's code, the loss reaches them)."})
     method = "rank_router"
 
     def __post_init__(self) -> None:
@@ -61,6 +84,9 @@ class RankRouterConfig(AdapterConfig):
         check_choice("selection", self.selection, SELECTIONS)
         check_choice("straight_through", self.straight_through, STRAIGHT_THROUGH)
         check_choice("gate_init", self.gate_init, GATE_INITS)
+        check_choice("rank_scaling", self.rank_scaling, RANK_SCALINGS)
+        if not isinstance(self.contrastive_detach, bool):
+            raise ValueError(f"contrastive_detach must be True or False, got {self.contrastive_detach!r}")
         check_positive_int("top_k", self.top_k)
         if self.selection == "topk" and self.top_k > self.r:  # only top-k selection uses it
             raise ValueError(f"top_k={self.top_k} must be in 1..r={self.r}")
@@ -72,7 +98,8 @@ class RankRouterConfig(AdapterConfig):
     @classmethod
     def examples(cls) -> list["RankRouterConfig"]:
         return [cls(r=4, n_tasks=2), cls(r=4, n_tasks=2, selection="soft"),
-                cls(r=4, n_tasks=2, selection="topk", top_k=2, contrastive_weight=0.1)]
+                cls(r=4, n_tasks=2, selection="topk", top_k=2, contrastive_weight=0.1),
+                cls(r=4, n_tasks=2, **MORE_OPTIONS)]
 
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)
@@ -90,13 +117,16 @@ class RankRouterLayer(AdapterLayer):
         self.lora_B = nn.Parameter(torch.zeros(self.d_out, r))
         self.task_embedding = nn.Parameter(torch.randn(config.n_tasks, self.d_in) * self.d_in ** -0.5)
         self.gate = nn.Linear(self.d_in, r)
-        if config.gate_init == "full":
-            with torch.no_grad():
+        with torch.no_grad():
+            if config.gate_init == "full":
                 self.gate.weight.zero_()
                 self.gate.bias.copy_(torch.linspace(0.0, 1.0, r))
+            elif config.gate_init == "more":
+                nn.init.kaiming_uniform_(self.gate.weight, mode="fan_in", nonlinearity="relu")
+                nn.init.normal_(self.task_embedding, mean=0.0, std=0.01)
         self.n_modules = 1  # rank-router layers in the model; set by on_attach, divides extra_loss
         self.hook_gates = HookPoint()  # sees the gate probabilities p (r,) of every forward
-        self._query: torch.Tensor | None = None  # normalize(x[:, 0]) of the last forward, detached
+        self._query: torch.Tensor | None = None  # normalize(x[:, 0]) of the last forward
         self._query_task: int | None = None  # its task, the contrastive loss's target
 
     @classmethod
@@ -133,6 +163,13 @@ class RankRouterLayer(AdapterLayer):
             return z[k] * (torch.arange(p.numel(), device=p.device) <= k).to(p.dtype)
         return z.flip(0).cumsum(0).flip(0)  # c_i = sum_{j >= i} z_j
 
+    def rank_scale(self) -> torch.Tensor:
+        """The fixed factors g (r,) on row i of A and column i of B: (i+1)/r (MoRE) or 1; from the
+        config, so never trained, saved or checkpointed."""
+        r = self.config.r
+        g = torch.ones(r) if self.config.rank_scaling == "none" else torch.arange(1, r + 1) / r
+        return g.to(device=self.lora_A.device, dtype=self.lora_A.dtype)
+
     def gate_probs(self, task: int) -> torch.Tensor:
         """Gate probabilities p (r,) of a task (softmax of the gate), detached."""
         with torch.no_grad():
@@ -148,21 +185,27 @@ class RankRouterLayer(AdapterLayer):
         return self.task_embedding.detach()
 
     # --- adapter ----------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.merged_with is None:  # the contrastive query: this layer's input before the dropout
+            first = x[..., 0, :] if x.dim() >= 3 else x  # (batch, seq, d) -> first token
+            first = first.reshape(-1, self.d_in)
+            self._query = F.normalize(first.detach() if self.config.contrastive_detach else first, dim=-1)
+        return super().forward(x)
+
     def adapter_output(self, x: torch.Tensor) -> torch.Tensor:
         task = self._task(None)
         p = self.hook_gates(self._probs(task))
-        c = self._rank_weights(p)
+        c = self._rank_weights(p) * self.rank_scale().square()  # g_i on A's row and B's column: g_i^2
         self._query_task = task
-        first = x[..., 0, :] if x.dim() >= 3 else x  # (batch, seq, d) -> first token
-        self._query = F.normalize(first.detach().reshape(-1, self.d_in), dim=-1)
         return ((x @ self.lora_A.T) * c) @ self.lora_B.T * self.scaling
 
     def factors(self, task: int | None = None) -> list[torch.Tensor]:
-        """[s B[:, used] diag(c), A[used]] for task t (default: the current ``use_task``)."""
+        """[s B[:, used] diag(c g^2), A[used]] for task t (default: the current ``use_task``)."""
         task = self._task(task)
         c = self._rank_weights(self._probs(task))
         used = (c.detach() != 0).nonzero().flatten()
-        return [self.lora_B[:, used] * (c[used] * self.scaling), self.lora_A[used]]
+        weights = c[used] * self.rank_scale()[used].square() * self.scaling
+        return [self.lora_B[:, used] * weights, self.lora_A[used]]
 
     # --- contrastive loss -------------------------------------------------------------------
     def contrastive_loss(self) -> torch.Tensor | None:

@@ -21,13 +21,17 @@ from .tasks import TaskSpec, get_task
 IGNORE_INDEX = -100  # labels the loss skips (torch's cross_entropy default)
 
 
+SLOTS = ("{text}", "{text2}")  # where a prompt takes its task's first and second text field
+
+
 def as_completions(data: DatasetDict, spec: str | TaskSpec) -> DatasetDict:
     """The base task's splits with ``prompt`` and ``completion`` columns added (``label`` kept)."""
     spec = get_task(spec)
-    words = spec.label_names
+    words, fields = spec.label_names, spec.text_fields
 
     def convert(batch: dict[str, list]) -> dict[str, list]:
-        return {"prompt": [spec.prompt.format(text=t) for t in batch["text"]],
+        texts = zip(*[batch[f] for f in fields])
+        return {"prompt": [_fill(spec.prompt, row) for row in texts],
                 "completion": [" " + words[int(y)] for y in batch["label"]]}
 
     return DatasetDict({split: ds.map(convert, batched=True, desc=f"{spec.name}/{split}")
@@ -48,29 +52,53 @@ def _pieces(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
 
 
+def _fill(prompt: str, texts: tuple[str, ...]) -> str:
+    for slot, text in zip(SLOTS, texts):
+        prompt = prompt.replace(slot, text, 1)
+    return prompt
+
+
+def _frames(prompt: str, slots: int) -> list[str]:
+    """The prompt's fixed text around its slots: [before, after] or [before, between, after]."""
+    frames = prompt.split(SLOTS[0], 1)
+    return [frames[0], *frames[1].split(SLOTS[1], 1)] if slots == 2 else frames
+
+
+def _fit(texts: list[list[int]], room: int) -> list[list[int]]:
+    """Cut the texts to ``room`` tokens in all, always from the longest (``longest_first``)."""
+    lengths = [len(t) for t in texts]
+    while sum(lengths) > room:
+        lengths[lengths.index(max(lengths))] -= 1
+    return [t[:n] for t, n in zip(texts, lengths)]
+
+
 def tokenize_completions(data: DatasetDict, tokenizer: Any, spec: str | TaskSpec,
                          max_length: int = 128) -> DatasetDict:
-    """input_ids / attention_mask / labels (-100 off the completion) / label (class id), unpadded."""
+    """input_ids / attention_mask / labels (-100 off the completion) / label (class id), unpadded.
+    Texts too long for ``max_length`` are cut (the longest first), never the prompt's frame."""
     spec = get_task(spec)
     bos, eos = special_ids(tokenizer)
-    prefix, suffix = spec.prompt.split("{text}", 1)
-    # a space before the text belongs to the text's first token (BPE vocabularies mark it so)
-    space = " " if prefix.endswith(" ") else ""
-    frame = _pieces(tokenizer, [prefix.rstrip(" ")])[0] if prefix.strip() else []
-    tail = _pieces(tokenizer, [suffix])[0] if suffix.strip() else []
-    head = ([bos] if bos is not None else []) + frame
+    fields = spec.text_fields
+    frames = _frames(spec.prompt, len(fields))
+    # a space before a text belongs to the text's first token (BPE vocabularies mark it so)
+    spaces = [" " if frame.endswith(" ") else "" for frame in frames[:-1]]
+    before = [_pieces(tokenizer, [f.rstrip(" ")])[0] if f.strip() else [] for f in frames[:-1]]
+    before[0] = ([bos] if bos is not None else []) + before[0]
+    tail = _pieces(tokenizer, [frames[-1]])[0] if frames[-1].strip() else []
+    fixed = sum(len(b) for b in before) + len(tail)
 
     def encode(batch: dict[str, list]) -> dict[str, list]:
-        texts = _pieces(tokenizer, [space + t for t in batch["text"]])
+        columns = [_pieces(tokenizer, [space + t for t in batch[f]]) for f, space in zip(fields, spaces)]
         endings = _pieces(tokenizer, [" " + spec.label_names[int(y)] for y in batch["label"]])
         out: dict[str, list] = {"input_ids": [], "attention_mask": [], "labels": [], "label": batch["label"]}
-        for text, ending in zip(texts, endings):
+        for *texts, ending in zip(*columns, endings):
             ending = ending + [eos]
-            room = max_length - len(head) - len(tail) - len(ending)
-            if room < 1:
+            room = max_length - fixed - len(ending)
+            if room < len(texts):
                 raise ValueError(f"max_length={max_length} leaves no room for the text of task {spec.name!r} "
                                  f"(prompt and completion take {max_length - room} tokens)")
-            ids = head + text[:room] + tail + ending
+            ids = [token for frame, text in zip(before, _fit(list(texts), room)) for token in frame + text]
+            ids = ids + tail + ending
             out["input_ids"].append(ids)
             out["attention_mask"].append([1] * len(ids))
             out["labels"].append([IGNORE_INDEX] * (len(ids) - len(ending)) + ending)
@@ -78,7 +106,7 @@ def tokenize_completions(data: DatasetDict, tokenizer: Any, spec: str | TaskSpec
 
     result = {}
     for split, ds in data.items():
-        missing = [c for c in ("text", "label") if c not in ds.column_names]
+        missing = [c for c in (*fields, "label") if c not in ds.column_names]
         if missing:
             raise ValueError(f"split {split!r} lacks columns {missing} needed by task {spec.name!r}")
         result[split] = ds.map(encode, batched=True, remove_columns=ds.column_names,

@@ -17,9 +17,9 @@ class TaskSpec:
     """One task: where it comes from, which text columns it has and how it is scored.
 
     ``num_labels == 1`` means regression (float labels); the first metric is the main one.
-    ``objective="causal-lm"``: a text-completion task made from ``base_task`` (an offline
-    classification task): the prompt is ``prompt`` with the text in ``{text}``, the completion is
-    the label's word (``label_names``) and an end-of-sequence token.
+    ``objective="causal-lm"``: a text-completion task made from ``base_task`` (a classification
+    task): the prompt is ``prompt`` with the text in ``{text}`` (and a pair's second text in
+    ``{text2}``), the completion is the label's word (``label_names``) and an end-of-sequence token.
     """
 
     name: str
@@ -52,6 +52,9 @@ class TaskSpec:
         if self.is_causal_lm and (not self.base_task or "{text}" not in self.prompt or not self.label_names):
             raise ValueError(f"task {self.name!r}: a causal-lm task needs base_task, a prompt with {{text}} "
                              "and label_names (the completion words)")
+        if self.is_causal_lm and ("{text2}" in self.prompt) != (len(self.text_fields) == 2):
+            raise ValueError(f"task {self.name!r}: a prompt holds {{text2}} exactly when the task has two text "
+                             f"fields (it has {self.text_fields})")
         if self.label_names and len(self.label_names) != self.num_labels:
             raise ValueError(f"task {self.name!r}: {len(self.label_names)} label names for {self.num_labels} labels")
 
@@ -121,6 +124,26 @@ _TASKS = [
              ("abbreviation", "description", "entity", "human", "location", "number"),
              "TREC question -> its type as a word (causal LM)", objective="causal-lm",
              base_task="trec", prompt="Question: {text}\nType:"),
+]
+
+
+def _glue_lm(base: str, prompt: str, words: tuple[str, ...]) -> TaskSpec:
+    spec = next(t for t in _TASKS if t.name == base)
+    return TaskSpec(f"{base}_lm", "glue", spec.text_fields, spec.num_labels, COMPLETION_METRICS, words,
+                    f"{spec.description} as text completion (causal LM)", objective="causal-lm", base_task=base,
+                    prompt=prompt)
+
+
+# DECISION (the MoR paper's training data and prompts are not available to us): the multi-task GLUE
+# tasks as text completion for decoder-only LLMs, one short answer word per label (GLUE's label order).
+_TASKS += [
+    _glue_lm("cola", "Sentence: {text}\nGrammatical:", ("no", "yes")),
+    _glue_lm("sst2", "Review: {text}\nSentiment:", _SENTIMENT),
+    _glue_lm("mrpc", "Sentence 1: {text}\nSentence 2: {text2}\nSame meaning:", ("no", "yes")),
+    _glue_lm("qqp", "Question 1: {text}\nQuestion 2: {text2}\nSame question:", ("no", "yes")),
+    _glue_lm("mnli", "Premise: {text}\nHypothesis: {text2}\nEntailed:", ("yes", "maybe", "no")),
+    _glue_lm("qnli", "Question: {text}\nSentence: {text2}\nAnswers it:", ("yes", "no")),
+    _glue_lm("rte", "Premise: {text}\nHypothesis: {text2}\nEntailed:", ("yes", "no")),
 ]
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in _TASKS}
 _ALIASES = {"sst_2": "sst2", "sts_b": "stsb", "sms": "sms_spam", "spam": "sms_spam", "bbc_news": "bbc"}

@@ -5,8 +5,9 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
-from .recipes import RECIPES, SCALES
+from .recipes import SCALES, get_scale, recipes_for
 
 SUMMARY_NAME = "results_summary.json"
 
@@ -16,7 +17,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "reproduce", help="the protocol at a scale: learning-rate search, every run at every seed "
                           "(finished runs are reused), then the figures, claims and RESULTS.md")
     reproduce.add_argument("--scale", default="embedded", choices=list(SCALES))
-    reproduce.add_argument("--recipes", default=",".join(RECIPES), help=f"comma list of {', '.join(RECIPES)}")
+    reproduce.add_argument("--recipes", default=None,
+                           help="comma list of the scale's recipes (default: every one this ranklab can train); "
+                                + "; ".join(f"{name}: {', '.join(recipes_for(scale))}" for name, scale in SCALES.items()))
     reproduce.add_argument("--results", default="results", help="run folders (records, checkpoints, weights)")
     reproduce.add_argument("--figures", default=None,
                            help="where figures and RESULTS.md go (default: figures/; with --quick: <results>/figures, "
@@ -30,6 +33,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     reproduce.add_argument("--jobs", type=int, default=None,
                            help="runs trained side by side (default: 2 on a CPU with 2+ cores, 1 on a GPU)")
     reproduce.add_argument("--verbose", action="store_true", help="show each run's own progress bar")
+    reproduce.add_argument("--plan", action="store_true",
+                           help="print every run (task, method, options, optimisation, seed, init-from), its optimizer "
+                                "steps and estimated GPU hours, then stop (nothing is trained or downloaded)")
+    reproduce.add_argument("--miniature", action="store_true",
+                           help="train every run of the recipes in miniature (tiny random backbones, GLUE-schema fixture "
+                                "files, 3 steps; first seed) into --results: the full runs' code path and order, offline, "
+                                "in about a minute on a CPU")
     reproduce.set_defaults(func=_reproduce)
 
     figures = subparsers.add_parser("figures", help="redraw figures/ from results (no training)")
@@ -40,11 +50,15 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     figures.set_defaults(func=_figures)
 
 
-def _recipes(text: str) -> list[str]:
+def _recipes(text: str | None, scale: str) -> list[str] | None:
+    """The named recipes (None: the scale's default set)."""
+    if text is None:
+        return None
+    valid = recipes_for(get_scale(scale))
     names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in RECIPES]
+    unknown = [n for n in names if n not in valid]
     if unknown or not names:
-        raise ValueError(f"unknown recipe(s) {unknown or text!r}; valid recipes: {', '.join(RECIPES)}")
+        raise ValueError(f"unknown recipe(s) {unknown or text!r} at the {scale} scale; valid recipes: {', '.join(valid)}")
     return names
 
 
@@ -61,11 +75,14 @@ def parse_seeds(text: str | None) -> tuple[int, ...] | None:
 
 
 def _reproduce(args: argparse.Namespace) -> int:
-    from .recipes import get_scale
     from .runner import default_jobs, run_protocol
 
-    names, seeds = _recipes(args.recipes), parse_seeds(args.seeds)
+    names, seeds = _recipes(args.recipes, args.scale), parse_seeds(args.seeds)
     scale = get_scale(args.scale)
+    if args.plan:
+        return _plan(names, scale, seeds)
+    if args.miniature:
+        return _miniature(names, args, seeds)
     if seeds is not None and set(scale.tuning_seeds) & set(seeds):
         tuning = sorted(set(scale.tuning_seeds) & set(seeds))
         raise ValueError(f"seed(s) {tuning}: the {scale.name} scale's tuning seeds {list(scale.tuning_seeds)} are never "
@@ -82,6 +99,26 @@ def _reproduce(args: argparse.Namespace) -> int:
                  quiet=not args.verbose, jobs=jobs)
     _draw(args.results, figures, args.scale, seeds, names)
     print(f"reproduce ({args.scale}{', quick' if args.quick else ''}) finished in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _plan(names: list[str] | None, scale: Any, seeds: tuple[int, ...] | None) -> int:
+    from .plan import plan_text
+    from .recipes import recipe_runs, tuning_runs
+
+    print(plan_text(tuning_runs(names, scale) + recipe_runs(names, scale, seeds), scale.name))  # search first
+    return 0
+
+
+def _miniature(names: list[str] | None, args: argparse.Namespace, seeds: tuple[int, ...] | None) -> int:
+    from .miniature import run_miniature
+
+    start = time.perf_counter()
+    folders = run_miniature(names, args.scale, args.results, seeds, quiet=not args.verbose)
+    figures = args.figures or str(Path(args.results) / "figures")
+    _draw(args.results, figures, args.scale, seeds or get_scale(args.scale).seeds[:1], names)
+    print(f"{len(folders)} runs of the {args.scale} scale trained in miniature in {time.perf_counter() - start:.0f} s "
+          f"under {args.results}/ (tiny random models: the numbers mean nothing, the wiring is what was checked)")
     return 0
 
 

@@ -100,6 +100,7 @@ def chosen_ranks(summary: Summary, label: str = "Rank router r<=16") -> dict[str
 def derive(summary: Summary, n_boot: int | None = None) -> dict[str, Any]:
     """Everything the figures and tables compute from the summary, computed once."""
     kwargs = {} if n_boot is None else {"n_boot": n_boot}
-    scores = {recipe: recipe_scores(summary, recipe, **kwargs) for recipe in RECIPE_LABELS}
+    recipes = list(dict.fromkeys([*RECIPE_LABELS, *(r["recipe"] for r in summary["runs"])]))
+    scores = {recipe: recipe_scores(summary, recipe, **kwargs) for recipe in recipes}
     return {"scores": scores, "claims": judge_all(summary, **kwargs), "sweep": sweep_rows(summary, **kwargs),
             "chosen_ranks": chosen_ranks(summary)}

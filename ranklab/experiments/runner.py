@@ -27,6 +27,7 @@ from ..train import TrainConfig, train
 from ..train.checkpoint import CHECKPOINT_NAME
 from ..train.records import RECORD_NAME, load_record
 from .analysis import ANALYSIS_FORMAT, analyse_run, InitialState
+from .plan import blocked_reasons, run_waves, runnable_recipes
 from .recipes import RunSpec, Scale, get_scale, recipe_runs, tuning_runs
 from .tuning import TUNING_NAME, choose_learning_rates, learning_rates_from_summary
 
@@ -38,13 +39,28 @@ def run_folder(results: str | Path, run: RunSpec) -> Path:
     return Path(results) / run.run_id
 
 
+def run_config(run: RunSpec, results: str | Path) -> TrainConfig:
+    """The run's config with ``init_from`` resolved to its source run's adapter folder in ``results``."""
+    if not run.init_from:
+        return run.config
+    return replace(run.config, init_from=str(Path(results) / run.init_from / "adapter"))
+
+
+def _init_key(path: str | None) -> tuple[str, ...] | None:
+    """The source run and folder of an ``init_from`` path (recipe, run, adapter): the same in a moved results folder."""
+    return None if path is None else Path(path).parts[-3:]
+
+
 def config_conflict(folder: Path, config: TrainConfig) -> list[str]:
     """Fields in which the run already in ``folder`` differs from ``config`` (empty: same run or none)."""
     try:
-        saved = load_record(folder / RECORD_NAME)["config"]
-        return config.same_run(TrainConfig.from_dict(saved))
+        saved = TrainConfig.from_dict(load_record(folder / RECORD_NAME)["config"])
     except (ValueError, OSError, KeyError, TypeError):
         return []
+    differ = config.same_run(saved)
+    if "init_from" in differ and _init_key(config.init_from) == _init_key(saved.init_from):
+        differ.remove("init_from")
+    return differ
 
 
 def run_status(folder: Path, needs_analysis: bool = True) -> str:
@@ -82,7 +98,7 @@ def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True)
     """Train (or resume) one run, then save its analysis (reported runs); returns the record."""
     folder = run_folder(results, run)
     resume = (folder / CHECKPOINT_NAME).exists() or (folder / RECORD_NAME).exists()
-    config = replace(run.config, output=str(folder), resume=resume, overwrite=False, quiet=quiet)
+    config = replace(run_config(run, results), output=str(folder), resume=resume, overwrite=False, quiet=quiet)
     inputs = _synthetic_inputs(config) if scale.synthetic else {}
     initial = InitialState()
     result = train(config, callbacks=[initial], **inputs)
@@ -129,12 +145,19 @@ def run_all(runs: list[RunSpec], results: str | Path, scale: Scale, quiet: bool 
 
     ``jobs > 1`` trains that many runs at once in worker processes, each with an equal share of
     the CPU threads (never under ``accelerate launch``, where the processes are already shared)."""
+    blocked = {r.run_id: reasons for r in runs if (reasons := blocked_reasons(r))}
+    if blocked:
+        run_id, reasons = next(iter(blocked.items()))
+        raise ValueError(f"{len(blocked)} run(s) need what this ranklab lacks, e.g. {run_id}: {'; '.join(reasons)}; "
+                         "leave their recipe out (--recipes) or run it in miniature (--miniature)")
     for run in runs:  # a recipe changed since these folders were trained: never mix the two
-        differ = config_conflict(run_folder(results, run), run.config)
+        differ = config_conflict(run_folder(results, run), run_config(run, results))
         if differ:
             raise ValueError(f"{run_folder(results, run)} holds a run trained with other settings ({', '.join(differ)}); "
                              "delete it or use another --results folder")
-    todo = [r for r in runs if run_status(run_folder(results, r), not r.tuning) != "finished"]
+    finished = {r.run_id for r in runs if run_status(run_folder(results, r), not r.tuning) == "finished"}
+    finished |= _finished_sources(runs, results)
+    todo = [r for wave in run_waves(runs, finished) for r in wave if r.run_id not in finished]
     if len(todo) < len(runs):
         tqdm.write(f"{desc}: {len(runs) - len(todo)} of {len(runs)} runs finished earlier (reused)")
     bar = tqdm(total=sum(run_cost(r) for r in todo), desc=desc, unit="ex", unit_scale=True,
@@ -149,21 +172,29 @@ def run_all(runs: list[RunSpec], results: str | Path, scale: Scale, quiet: bool 
         bar.set_postfix_str(f"{done}/{len(todo)} runs done")
 
     bar.set_postfix_str(f"0/{len(todo)} runs done")
-    if jobs <= 1 or len(todo) <= 1:
-        for run in todo:
-            report(run, *_execute_timed(run, str(results), scale, quiet))
-    else:
+    for wave in run_waves(todo, finished):  # a run's source is trained in an earlier wave
+        if jobs <= 1 or len(wave) <= 1:
+            for run in wave:
+                report(run, *_execute_timed(run, str(results), scale, quiet))
+            continue
         import multiprocessing
         import torch
 
         threads = max(1, torch.get_num_threads() // jobs)
         with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_worker_init, initargs=(threads,)) as pool:
-            futures = {pool.submit(_execute_timed, run, str(results), scale, quiet): run for run in todo}
+            futures = {pool.submit(_execute_timed, run, str(results), scale, quiet): run for run in wave}
             for future in as_completed(futures):
                 report(futures[future], *future.result())
     bar.close()
     return [run_folder(results, r) for r in runs]
+
+
+def _finished_sources(runs: list[RunSpec], results: str | Path) -> set[str]:
+    """Sources named by ``init_from`` that are not among ``runs`` but finished in ``results``."""
+    planned = {r.run_id for r in runs}
+    return {r.init_from for r in runs if r.init_from and r.init_from not in planned
+            and run_status(Path(results) / r.init_from, needs_analysis=False) == "finished"}
 
 
 def protocol_runs(names: list[str] | None, scale: str | Scale, results: str | Path, seeds: tuple[int, ...] | None = None,
@@ -203,6 +234,10 @@ def run_protocol(names: list[str] | None = None, scale: str = "embedded", result
     """The learning-rate search (unless ``quick``), then every reported run; returns the run folders.
     Each session's wall time (search and reported runs) and the runs it trained are logged."""
     scale_spec = get_scale(scale)
+    if names is None:  # every recipe this ranklab can train; named recipes that it cannot are refused
+        names, blocked = runnable_recipes(scale_spec)
+        for name, reasons in blocked.items():
+            tqdm.write(f"{scale} recipe {name!r} left out: it needs {'; '.join(reasons)}")
     entry: dict[str, Any] = {"scale": scale, "quick": quick, "jobs": jobs, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     start = time.perf_counter()
     if not quick:

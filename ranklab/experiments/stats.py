@@ -77,6 +77,8 @@ def _pearson_rows(p: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 ROW_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "accuracy": lambda p, y: (p == y).mean(1),
+    # a causal LM's completion task: predictions hold the gold class where the completion was exact
+    "exact_match": lambda p, y: (p == y).mean(1),
     "mcc": _mcc_rows,
     "macro_f1": lambda p, y: _f1_rows(p, y, macro=True),
     "f1": lambda p, y: _f1_rows(p, y, macro=False),

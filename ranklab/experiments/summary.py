@@ -30,17 +30,20 @@ CONTROL_LABEL = next(iter(CONTROLS))
 
 # --- compact per-example predictions ----------------------------------------------------------
 def encode(values: Sequence[float | int], regression: bool) -> str | list[float]:
-    """Class ids 0-9 as one digit string; regression values as a list rounded to 4 decimals."""
+    """Class ids 0-9 as one digit string ("-" for -1: a causal LM's completion that is no label's);
+    regression values as a list rounded to 4 decimals."""
     if regression:
         return [round(float(v), 4) for v in values]
     values = [int(v) for v in values]
-    if values and (min(values) < 0 or max(values) > 9):
-        raise ValueError("class ids outside 0..9 cannot be encoded as digits")
-    return "".join(str(v) for v in values)
+    if values and (min(values) < -1 or max(values) > 9):
+        raise ValueError("class ids outside -1..9 cannot be encoded as digits")
+    return "".join("-" if v == -1 else str(v) for v in values)
 
 
 def decode(data: str | list) -> np.ndarray:
-    return np.array([int(c) for c in data]) if isinstance(data, str) else np.asarray(data, dtype=float)
+    if isinstance(data, str):
+        return np.array([-1 if c == "-" else int(c) for c in data])
+    return np.asarray(data, dtype=float)
 
 
 # --- one run ----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..atomic import write_text
 from . import paper
-from .claims import CLAIMS
+from .claims import claims_for
 from .derived import CHANCE_MCC, collapsed_seeds, runs_of
 
 Summary = dict[str, Any]
@@ -49,9 +49,28 @@ def results_frame(summary: Summary, derived: Derived, recipe: str) -> pd.DataFra
     return pd.DataFrame(rows)
 
 
-def _paper_rows(recipe: str) -> pd.DataFrame:
-    tables = {"single_task": (("Table 1", paper.TABLE1_SINGLE), ("Table 2", paper.TABLE2_SINGLE)),
-              "multi_task": (("Table 1", paper.TABLE1_MULTI),)}[recipe]
+def spread(cell: dict[str, Any] | None) -> str:
+    return "-" if not cell else f"{cell['median']:.2f} [{cell['min']:.2f}, {cell['max']:.2f}]"
+
+
+def median_frame(summary: Summary, derived: Derived, recipe: str) -> pd.DataFrame:
+    """The paper scale's table: one row per label, median [min, max] over seeds per task and on average."""
+    rows = []
+    for label, scores in derived["scores"].get(recipe, {}).items():
+        run = runs_of(summary, recipe, label)[0]
+        rows.append({"method": label, **{g: spread(c) for g, c in scores["scores"].items()},
+                     "adapter params": run["params"].get("adapter_params", 0), "seeds": len(scores["seeds"])})
+    return pd.DataFrame(rows).fillna("-")  # e.g. an MNLI run that only initialises the others
+
+
+PAPER_ROWS = {"single_task": (("Table 1", paper.TABLE1_SINGLE), ("Table 2", paper.TABLE2_SINGLE)),
+              "table2": (("Table 2", paper.TABLE2_SINGLE),), "multi_task": (("Table 1", paper.TABLE1_MULTI),)}
+
+
+def _paper_rows(recipe: str, scale: str = "embedded") -> pd.DataFrame:
+    tables = PAPER_ROWS[recipe]
+    if scale == "paper" and recipe == "single_task":  # Table 2 has its own recipe there
+        tables = tables[:1]
     return pd.DataFrame([{"paper table": name, "method": label, "avg": row["avg"], "params": row.get("params", "-")}
                          for name, table in tables for label, row in table.items()])
 
@@ -105,12 +124,12 @@ def embedding_frame(summary: Summary) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _declared() -> str:
+def _declared(scale: str | None = None) -> str:
     lines = ["Declared before the runs (`ranklab/experiments/claims.py`); each is B − A on the mean of the "
              "recipe's tasks' main metric x 100, full test splits, two-level paired bootstrap (seeds, then "
              "examples), 95% interval; MDE: the smallest true difference this design detects with 80% power; "
              "reproduced = interval above 0, contradicted = below 0, otherwise inconclusive.", ""]
-    lines += [f"- `{c.key}`: {c.text} ({c.b} vs {c.a}; {c.source})" for c in CLAIMS]
+    lines += [f"- `{c.key}`: {c.text} ({c.b} vs {c.a}; {c.source})" for c in claims_for(scale)]
     return "\n".join(lines)
 
 
@@ -142,12 +161,14 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
                   f"Rule: {summary['tuning']['rule']}. Best validation score x 100 per rate:", "",
                   markdown_table(tuning), ""]
     if derived["claims"]:
-        parts += ["## The papers' claims", "", _declared(), "", markdown_table(claims_frame(derived, summary=summary)),
+        parts += ["## The papers' claims", "", _declared(scale), "", markdown_table(claims_frame(derived, summary=summary)),
                   "", f"Seeds at chance: runs whose test predictions have a Matthews correlation below {CHANCE_MCC:g} "
                   "with the labels on at least half of their tasks (a majority-class collapse: a constant "
                   "prediction has MCC 0). A difference between a side that collapsed and one that did not "
                   "measures training stability at the chosen rate, not what the method can learn.", ""]
-    for recipe in ("single_task", "multi_task"):
+    if scale == "paper":
+        parts += _paper_scale_tables(summary, derived)
+    for recipe in ("single_task", "multi_task") if scale != "paper" else ():
         if derived["scores"].get(recipe):
             parts += [f"## {recipe.replace('_', '-')}: mean over seeds [95% interval], test x 100", "",
                       markdown_table(results_frame(summary, derived, recipe)), "",
@@ -165,6 +186,19 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
                   "cells (figure `chosen_ranks`).", ""]
     parts += [f"- {paper.MOR_CLAIM}", f"- {paper.LORA_PAPER}", ""]
     return "\n".join(parts)
+
+
+def _paper_scale_tables(summary: Summary, derived: Derived) -> list[str]:
+    """Every recipe's median [min, max] over seeds, with the paper's own rows where it has them."""
+    parts = []
+    for recipe, scores in derived["scores"].items():
+        if not scores:
+            continue
+        parts += [f"## {recipe}: median [min, max] over seeds, test x 100", "",
+                  markdown_table(median_frame(summary, derived, recipe)), ""]
+        if recipe in PAPER_ROWS:
+            parts += ["The paper's averages:", "", markdown_table(_paper_rows(recipe, "paper")), ""]
+    return parts
 
 
 def write_results_markdown(summary: Summary, derived: Derived, path: str | Path) -> Path:

@@ -61,10 +61,16 @@ class AdaLoraOptions:
         return cls(**data)
 
     def schedule(self, total_steps: int) -> tuple[int, int]:
-        """(tinit, tfinal) in steps, leaving at least one budgeting step."""
+        """(tinit, tfinal) in steps, leaving at least one budgeting step.
+
+        PEFT scores the weights (``update_ipt``) only at steps s < total - tfinal (s counts from 1)
+        and prunes to the final budget at s = total - tfinal, from those scores: without a step
+        1 <= s < total - tfinal it fails with a KeyError deep inside PEFT (found by the paper
+        recipes' miniature runs: 2 steps, tfinal = 1)."""
         tinit, tfinal = int(self.tinit_ratio * total_steps), int(self.tfinal_ratio * total_steps)
-        if tinit >= total_steps - tfinal:
-            raise ValueError(f"{total_steps} steps are too few for AdaLoRA's schedule; train longer")
+        if max(tinit, 1) >= total_steps - tfinal:
+            raise ValueError(f"{total_steps} steps are too few for AdaLoRA's schedule (tinit {tinit}, tfinal {tfinal}: "
+                             "no step is left to score and prune the ranks); train longer")
         return tinit, tfinal
 
 

@@ -97,6 +97,11 @@ class TrainConfig:
         "help": "Experiment tracker fed through Accelerate (event files in <output>/tracking): loss, metrics, "
                 "effective rank per module, router gate entropy, AdaLoRA budget.", "choices": TRACKERS})
     log_every: int = field(default=10, metadata={"help": "Steps between tracker logs of the training loss."})
+    warmup_steps: int | None = field(default=None, metadata={
+        "help": "Steps with a rising learning rate; overrides warmup_ratio when set (MoRE: 500)."})
+    init_from: str | None = field(default=None, metadata={
+        "help": "Adapter folder of a finished run whose adapter weights (not its head) start this run, "
+                "e.g. LoRA's MNLI-initialised MRPC, RTE and STS-B."})
 
     def __post_init__(self) -> None:
         if isinstance(self.tasks, str):
@@ -109,7 +114,7 @@ class TrainConfig:
         if self.method not in known_methods():
             raise ValueError(f"unknown method {self.method!r}; valid methods: {', '.join(known_methods())}")
         self.adapter = dict(self.adapter)
-        for name in ("output", "data_dir", "cache_dir"):  # plain strings keep the config JSON-ready
+        for name in ("output", "data_dir", "cache_dir", "init_from"):  # plain strings keep the config JSON-ready
             if getattr(self, name) is not None:
                 setattr(self, name, str(getattr(self, name)))
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps"):
@@ -138,6 +143,11 @@ class TrainConfig:
             raise ValueError(f"mixed_precision must be one of {PRECISIONS}, got {self.mixed_precision!r}")
         if self.attn_implementation is not None and self.attn_implementation not in ATTENTION:
             raise ValueError(f"attn_implementation must be one of {ATTENTION} or None, got {self.attn_implementation!r}")
+        if self.warmup_steps is not None and (isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int)
+                                              or self.warmup_steps < 0):
+            raise ValueError(f"warmup_steps must be an int >= 0 or None, got {self.warmup_steps!r}")
+        if self.init_from is not None and self.method == ADALORA:
+            raise ValueError("init_from loads ranklab adapter weights; PEFT's AdaLoRA runs start from its own init")
         if self.resume and self.overwrite:
             raise ValueError("resume and overwrite exclude each other")
         if self.objective not in OBJECTIVES:

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..atomic import write_folder
 from ..attach import adapter_layers, attach
-from ..saving import save_adapters
+from ..saving import load_adapter_weights, save_adapters
 from . import adalora
 from .config import ADALORA, TrainConfig
 from .heads import add_task_heads
@@ -49,6 +49,10 @@ class MethodRuntime:
     def extra_loss(self) -> torch.Tensor | None:
         return None
 
+    def init_from(self, path: str) -> None:
+        """Start from another run's adapter weights (not its head)."""
+        raise ValueError(f"method {self.config.method!r} cannot start from another run's adapter")
+
     def after_optimizer_step(self, step: int) -> None:
         """Called after every optimizer step (and scheduler step), before gradients are zeroed."""
 
@@ -75,6 +79,9 @@ class AdapterRuntime(MethodRuntime):
         self.adapter_config = adapter_config.to_dict()
         self.params = {k: v for k, v in summary.to_dict().items() if k.endswith("_params")}
         return model
+
+    def init_from(self, path: str) -> None:
+        load_adapter_weights(self.model, path)
 
     def extra_loss(self) -> torch.Tensor | None:
         terms = [loss for layer in adapter_layers(self.model).values() if (loss := layer.extra_loss()) is not None]
