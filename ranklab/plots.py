@@ -193,8 +193,13 @@ def plot_rank_dynamics(history: pd.DataFrame, measure: str = "effective_rank", n
     fig, axes = _grid(len(groups), ncols)
     for ax, (module, names) in zip(axes, groups.items()):
         for name in names:
-            rows = history[history["name"] == name].sort_values("step")
-            ax.plot(rows["step"].to_numpy(), rows[measure].to_numpy(dtype=float), label=_label(name))
+            rows = history[history["name"] == name]
+            # modules recorded per task or per expert get one line each
+            keys = [c for c in ("task", "expert") if c in rows.columns and rows[c].notna().any()]
+            for key, part in rows.groupby(keys, dropna=False) if keys else [((), rows)]:
+                label = _label(name) + "".join(f", {c} {v}" for c, v in zip(keys, key if keys else ()))
+                part = part.sort_values("step")
+                ax.plot(part["step"].to_numpy(), part[measure].to_numpy(dtype=float), label=label)
         ax.set(title=module, xlabel="step", ylabel=measure.replace("_", " "))
         ax.legend(fontsize="x-small")
     return fig

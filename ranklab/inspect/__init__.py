@@ -13,6 +13,7 @@ from .factors import (
     adapted_modules,
     adapter_param_count,
     base_weight,
+    default_selectors,
     is_adapted,
     is_peft_lora,
     layer_index,
@@ -53,7 +54,7 @@ from .spectra import (
 
 __all__ = [
     "RankDynamics", "last_layer_names", "last_layer_tables", "project_2d", "task_embedding_layers", "task_embedding_points",
-    "task_embeddings", "adapted_modules", "adapter_param_count", "base_weight", "is_adapted",
+    "task_embeddings", "adapted_modules", "adapter_param_count", "base_weight", "default_selectors", "is_adapted",
     "is_peft_lora", "layer_index", "method_name", "model_factors", "module_factors",
     "short_module_name", "RouterProbe", "router_layers", "router_summary", "effective_rank",
     "energy_rank", "frobenius_norm", "numerical_rank", "rank_measures", "spectral_entropy",
