@@ -25,6 +25,20 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress(args: argparse.Namespace) -> int:
+    if not (0.0 < args.tau <= 1.0):
+        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
+    from ..compression import compress_adapter
+
+    selector = {"task": args.task} if args.task is not None else {}
+    result = compress_adapter(args.path, args.output, tau=args.tau, **selector)
+    table = result.table[["layer", "module", "rank_before", "rank_after", "energy_kept", "params_before", "params_after"]]
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    before, after = int(table["params_before"].sum()), int(table["params_after"].sum())
+    print(f"adapter parameters {before:,} -> {after:,} ({after / before:.1%}); wrote a PEFT LoRA to {result.path}")
+    return 0
+
+
 def _fraction(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
@@ -51,3 +65,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("--intruder-eps", type=_fraction, default=0.5,
                          help="|cos| below which a vector is an intruder dimension (default 0.5)")
     inspect.set_defaults(func=_inspect)
+    compress = subparsers.add_parser(
+        "compress", help="truncate a saved adapter to its energy rank and write a PEFT LoRA (no base needed)",
+        description="Each module's update is cut to the fewest singular values holding a share tau of its energy "
+                    "(exact truncated SVD from the factors) and written as a PEFT LoRA with a per-module rank_pattern. "
+                    "To measure the accuracy change, use ranklab.compression.compress_adapter(model, ..., eval_batches=).")
+    compress.add_argument("path", help="adapter folder (PEFT LoRA/AdaLoRA or ranklab)")
+    compress.add_argument("--output", required=True, help="folder to write the compressed PEFT LoRA to")
+    compress.add_argument("--tau", type=_fraction, default=0.9, help="energy share kept per module (default 0.9)")
+    compress.add_argument("--task", type=int, default=None, help="ranklab multi-task adapters: the task to export")
+    compress.set_defaults(func=_compress)
