@@ -6,6 +6,7 @@ callback; ranklab's multi-task adapters get their task ids and extra losses in R
 """
 import warnings
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -345,3 +346,37 @@ def test_the_example_trains_a_tiny_llama_and_shrinks_adalora_to_its_budget(tmp_p
     assert out["initial_budget"] == 8 * 8 and out["budget"] == out["target_budget"] == 2 * 8
     assert out["losses"][-1] < out["losses"][0]
     assert (tmp_path / "figs" / "adalora_numerical_rank.pdf").is_file()
+
+
+def test_gate_monitor_counts_training_tokens_without_padding():
+    from ranklab.inspect import RouterProbe
+    from ranklab.integrations import GateMonitor
+
+    model = classifier()
+    ranklab.attach(model, ranklab.make_config("mor", r=4, n_experts=3, target_modules=["q_proj"],
+                                              modules_to_save=["score"]))
+    ids = torch.randint(3, VOCAB, (3, LENGTH), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0
+    mask[2, 3:] = 0  # padding the gates must not count
+    monitor = GateMonitor(model)
+    model.eval()
+    model(input_ids=ids, attention_mask=mask)  # evaluation: not a training statistic
+    assert monitor.metrics() == {}
+    model.train()
+    with RouterProbe(model) as probe:
+        probe.token_mask = mask
+        model(input_ids=ids, attention_mask=mask)
+    metrics = monitor.metrics()
+    names = list(probe.layers)
+    gates = [probe.token_gates(n) for n in names]
+    assert all(len(g) == int(mask.sum()) for g in gates)
+    entropy = np.mean([float(-(g * np.log(g)).sum(1).mean()) for g in gates])
+    assert metrics["router/entropy"] == pytest.approx(entropy, rel=1e-5)
+    assert metrics["router/max_load"] == pytest.approx(np.mean([g.mean(0).max() for g in gates]), rel=1e-5)
+    assert metrics["router/entropy_max"] == pytest.approx(np.log(3))
+    monitor.reset()
+    assert monitor.metrics() == {}
+    monitor.remove()
+    model(input_ids=ids, attention_mask=mask)
+    assert monitor.metrics() == {}
