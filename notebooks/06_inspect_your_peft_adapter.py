@@ -315,6 +315,10 @@ for label, model in adapters.items():
 # ## Next
 # - Run it on your adapter: `papermill 06_inspect_your_peft_adapter.ipynb out.ipynb -p adapter_path my-adapter`.
 # - `outputs/06_report.csv` holds the full table (all columns) for your own analysis.
-# - Record `RankDynamics` while you train (as above) to see when the ranks settle.
+# - Record `RankDynamics` while you train (as above) to see when the ranks settle. With the
+#   Hugging Face `Trainer`, use `ranklab.integrations.RankDynamicsCallback`: it also calls AdaLoRA's
+#   `update_and_allocate`, which the Trainer never does (`examples/hf_trainer_adalora.py`).
+# - No base model at hand? `ranklab inspect my-adapter/` reads the adapter file alone (same
+#   spectra and ranks as here); `--base DIR` adds the columns that need $W_0$.
 # - Not covered: DoRA (its column rescaling makes ΔW not a low-rank product; ranklab says so) and
 #   LoRA on convolutions or embeddings (not matrices; those modules are skipped).

@@ -7,10 +7,11 @@ import sys
 from . import demo
 from .data import commands as data_commands
 from .experiments import commands as experiment_commands
+from .inspect import commands as inspect_commands
 from .train import commands as train_commands
 
 # Each exposes ``add_commands(subparsers)``; each subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = [demo, data_commands, train_commands, experiment_commands]
+COMMAND_MODULES = [demo, data_commands, train_commands, experiment_commands, inspect_commands]
 
 
 class Parser(argparse.ArgumentParser):

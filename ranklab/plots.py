@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib import rc_context
 from matplotlib.figure import Figure
 
 from .atomic import atomic_path
@@ -22,6 +23,10 @@ from .inspect.report import rank_table
 FORMATS = ("png", "pdf", "svg")
 # No dates in the files, so the same figure redrawn gives the same bytes (committed figures stay comparable).
 STABLE_METADATA = {"png": {"Software": None}, "pdf": {"CreationDate": None, "Producer": None}, "svg": {"Date": None}}
+# TrueType (Type 42) fonts in PDF/PS instead of matplotlib's default Type 3: journals and arXiv ask for
+# them, and text stays selectable and searchable.  Set only while saving: ranklab never changes the
+# user's global rcParams.
+FONT_PARAMS = {"pdf.fonttype": 42, "ps.fonttype": 42}
 
 
 def save_figure(fig: Figure, path_stem: str | os.PathLike, formats: Sequence[str] = ("png", "pdf"),
@@ -35,7 +40,7 @@ def save_figure(fig: Figure, path_stem: str | os.PathLike, formats: Sequence[str
     written = []
     for fmt in formats:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        with atomic_path(target) as tmp:
+        with atomic_path(target) as tmp, rc_context(FONT_PARAMS):
             fig.savefig(tmp, format=fmt, dpi=dpi, bbox_inches="tight", metadata=STABLE_METADATA[fmt])
         written.append(target)
     return written
@@ -188,8 +193,13 @@ def plot_rank_dynamics(history: pd.DataFrame, measure: str = "effective_rank", n
     fig, axes = _grid(len(groups), ncols)
     for ax, (module, names) in zip(axes, groups.items()):
         for name in names:
-            rows = history[history["name"] == name].sort_values("step")
-            ax.plot(rows["step"].to_numpy(), rows[measure].to_numpy(dtype=float), label=_label(name))
+            rows = history[history["name"] == name]
+            # modules recorded per task or per expert get one line each
+            keys = [c for c in ("task", "expert") if c in rows.columns and rows[c].notna().any()]
+            for key, part in rows.groupby(keys, dropna=False) if keys else [((), rows)]:
+                label = _label(name) + "".join(f", {c} {v}" for c, v in zip(keys, key if keys else ()))
+                part = part.sort_values("step")
+                ax.plot(part["step"].to_numpy(), part[measure].to_numpy(dtype=float), label=label)
         ax.set(title=module, xlabel="step", ylabel=measure.replace("_", " "))
         ax.legend(fontsize="x-small")
     return fig

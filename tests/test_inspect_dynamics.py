@@ -56,3 +56,29 @@ def test_selector_and_errors():
     with pytest.raises(ValueError, match="no records"):
         tracker.spectra("nope")
     assert RankDynamics().history.empty
+
+
+def test_task_routed_and_token_routed_layers_are_recorded_per_task_and_per_expert():
+    from ranklab import plots
+    from tests.conftest import randomize_adapters
+
+    torch.manual_seed(0)
+    model = nn.Module()
+    model.layer = nn.ModuleList([nn.ModuleDict({"query": nn.Linear(10, 10)}) for _ in range(2)])
+    ranklab.attach(model, ranklab.make_config("rank_router", r=4, n_tasks=3, selection="soft", target_modules=["query"]))
+    randomize_adapters(model)
+    tracker = RankDynamics(every=1)
+    tracker.record(0, model)  # no use_task needed: one row per task
+    history = tracker.history
+    assert len(history) == 2 * 3 and sorted(set(history["task"])) == [0, 1, 2] and history["expert"].isna().all()
+    layer = ranklab.adapter_layers(model)["layer.1.query"]
+    assert np.allclose(tracker.spectra("layer.1.query", task=2)[1][0], module_spectrum(layer, task=2).numpy())
+    labels = [line.get_label() for line in plots.plot_rank_dynamics(history).axes[0].lines]
+    assert labels == [f"layer {i}, task {t}" for i in (0, 1) for t in (0, 1, 2)]
+
+    mor = nn.Module()
+    mor.layer = nn.ModuleList([nn.ModuleDict({"query": nn.Linear(10, 10)})])
+    ranklab.attach(mor, ranklab.make_config("mor", r=4, n_experts=3, target_modules=["query"]))
+    tracker = RankDynamics(every=1)
+    tracker.record(0, mor)
+    assert list(tracker.history["expert"]) == [0, 1, 2] and tracker.history["task"].isna().all()

@@ -111,3 +111,37 @@ def test_save_figure_writes_png_and_pdf(tmp_path, lora_model):
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["spectra.pdf", "spectra.png"]  # no temp left
     with pytest.raises(ValueError, match="formats"):
         plots.save_figure(fig, tmp_path / "x", formats=("jpg",))
+
+
+def _pdf_fonts(path) -> set[bytes]:
+    """The font subtypes a PDF declares (matplotlib writes font dictionaries uncompressed)."""
+    import re
+
+    return set(re.findall(rb"/Subtype\s*/(Type3|TrueType|Type1|Type0|CIDFontType2)", path.read_bytes()))
+
+
+def test_pdf_figures_embed_truetype_fonts_not_type3(tmp_path, lora_model):
+    import matplotlib
+
+    fig = plots.plot_rank_heatmap(model_report(lora_model))
+    fig.suptitle(r"effective rank $\sigma_1$ — ΔW")  # mathtext and non-ASCII glyphs too
+    before = matplotlib.rcParams["pdf.fonttype"]
+    pdf = next(p for p in plots.save_figure(fig, tmp_path / "fonts") if p.suffix == ".pdf")
+    fonts = _pdf_fonts(pdf)
+    # Type 42: simple TrueType fonts, or CIDFontType2 (TrueType outlines) for glyphs beyond Latin-1
+    assert b"Type3" not in fonts and fonts & {b"TrueType", b"CIDFontType2"}, fonts
+    assert b"/FontFile2" in pdf.read_bytes()  # the TrueType program is embedded, not only named
+    assert matplotlib.rcParams["pdf.fonttype"] == before  # the user's settings are left alone
+    # the check can fail: matplotlib's default (what save_figure overrides) writes Type 3 fonts
+    with matplotlib.rc_context({"pdf.fonttype": 3}):
+        fig.savefig(tmp_path / "default.pdf")
+    assert b"Type3" in _pdf_fonts(tmp_path / "default.pdf")
+
+
+def test_committed_pdf_figures_have_no_type3_fonts():
+    from pathlib import Path
+
+    pdfs = sorted((Path(__file__).resolve().parents[1] / "figures").glob("*.pdf"))
+    assert pdfs, "no committed PDF figures found"
+    type3 = [p.name for p in pdfs if b"Type3" in _pdf_fonts(p)]
+    assert not type3, f"redraw with `make figures` (save_figure writes Type 42): {type3}"

@@ -1,5 +1,7 @@
 """Introspection: exact spectra of ΔW from factors, rank measures, subspace similarity,
 router probes, task embeddings and rank dynamics, for ranklab and PEFT LoRA/AdaLoRA adapters."""
+from .adapter_files import read_adapter
+from .audit import AdapterAudit, audit_adapter
 from .dynamics import RankDynamics
 from .embeddings import (
     last_layer_names,
@@ -13,6 +15,7 @@ from .factors import (
     adapted_modules,
     adapter_param_count,
     base_weight,
+    default_selectors,
     is_adapted,
     is_peft_lora,
     layer_index,
@@ -52,8 +55,8 @@ from .spectra import (
 )
 
 __all__ = [
-    "RankDynamics", "last_layer_names", "last_layer_tables", "project_2d", "task_embedding_layers", "task_embedding_points",
-    "task_embeddings", "adapted_modules", "adapter_param_count", "base_weight", "is_adapted",
+    "read_adapter", "AdapterAudit", "audit_adapter", "RankDynamics", "last_layer_names", "last_layer_tables", "project_2d", "task_embedding_layers", "task_embedding_points",
+    "task_embeddings", "adapted_modules", "adapter_param_count", "base_weight", "default_selectors", "is_adapted",
     "is_peft_lora", "layer_index", "method_name", "model_factors", "module_factors",
     "short_module_name", "RouterProbe", "router_layers", "router_summary", "effective_rank",
     "energy_rank", "frobenius_norm", "numerical_rank", "rank_measures", "spectral_entropy",

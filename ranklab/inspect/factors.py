@@ -20,6 +20,7 @@ from torch import nn
 
 from ..adapters import AdapterLayer
 from ..adapters.targets import as_linear_weight
+from ..adapters.base import EXPERT_ROUTED, TASK_ROUTED
 
 _LAYER_INDEX = re.compile(r"(?:^|\.)(\d+)(?:\.|$)")
 
@@ -93,6 +94,17 @@ def module_factors(module: nn.Module, **selector: Any) -> list[torch.Tensor]:
     raise ValueError(
         f"{type(module).__name__} is not an adapted module; expected a ranklab AdapterLayer or a PEFT LoRA/AdaLoRA Linear"
     )
+
+
+def default_selectors(module: nn.Module) -> list[dict[str, int]]:
+    """Selectors that describe a module without data: one per task for task-routed ranklab layers
+    (``{"task": t}``), one per expert for token-routed ones (``{"expert": i}``), else ``[{}]``."""
+    capabilities = module.capabilities if isinstance(module, AdapterLayer) else frozenset()
+    if TASK_ROUTED in capabilities:
+        return [{"task": t} for t in range(module.n_tasks)]
+    if EXPERT_ROUTED in capabilities:
+        return [{"expert": i} for i in range(module.config.n_experts)]
+    return [{}]
 
 
 def adapted_modules(model: nn.Module) -> dict[str, nn.Module]:

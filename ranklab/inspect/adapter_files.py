@@ -1,0 +1,231 @@
+"""Read a saved adapter folder into per-module factors, without the base model.
+
+Two formats:
+- PEFT LoRA / AdaLoRA (``adapter_config.json`` + ``adapter_model.safetensors`` or ``.bin``): the
+  factors are PEFT's tensors with PEFT's scaling folded in: LoRA alpha/r (alpha/sqrt(r) with
+  rsLoRA; per-module ``rank_pattern``/``alpha_pattern``), AdaLoRA B (A * E) alpha/(init_r + 1e-5)
+  (PEFT keeps ``ranknum`` at init_r when it loads a pruned adapter).  ``fan_in_fan_out`` (GPT-2's
+  Conv1D) gives the transposed product, as ``ranklab.inspect.module_factors`` does in a model.
+- ranklab (``ranklab_config.json`` + ``adapter_model.safetensors``, from ``save_adapters``): each
+  layer is rebuilt from its method's class around a base on the meta device (no memory, no base
+  weights), its saved tensors loaded; d_in and d_out are read off the saved shapes.
+
+Module names are those of the saved model (PEFT: ``base_model.model.<name>``), as in an
+in-model ``model_report``.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..adapters import AdapterLayer, config_from_dict, get_method
+from .factors import default_selectors, module_factors
+
+PEFT_CONFIG = "adapter_config.json"
+RANKLAB_CONFIG = "ranklab_config.json"
+PEFT_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+PEFT_TYPES = {"LORA": "peft_lora", "ADALORA": "peft_adalora"}
+_PROBE_IN, _PROBE_OUT = 7919, 7927  # primes no rank or task count equals: they mark d_in and d_out
+
+
+@dataclass
+class SavedModule:
+    """One adapted module of a saved adapter: its factors without the base weight."""
+
+    name: str
+    method: str
+    params: int
+    layer: AdapterLayer | None = None  # ranklab: the rebuilt layer (its base lives on the meta device)
+    fixed: list[torch.Tensor] | None = None  # PEFT: [F1, F2] with the scaling in F1
+
+    def factors(self, **selector: Any) -> list[torch.Tensor]:
+        if self.layer is not None:
+            return module_factors(self.layer, **selector)
+        if selector:
+            raise ValueError(f"{self.name} is a PEFT module: it takes no selector, got {sorted(selector)}")
+        return list(self.fixed)
+
+    def selectors(self) -> list[dict[str, int]]:
+        """One per task for task-routed layers, one per expert for token routers, else ``[{}]``."""
+        return default_selectors(self.layer) if self.layer is not None else [{}]
+
+
+@dataclass
+class SavedAdapter:
+    path: Path
+    format: str  # "peft_lora", "peft_adalora" or "ranklab"
+    config: dict[str, Any]
+    modules: dict[str, SavedModule]
+    base_name: str | None = None  # the base the folder names (PEFT's base_model_name_or_path)
+    task_type: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # module -> why it is not in the report
+
+
+def read_adapter(path: str | Path) -> SavedAdapter:
+    """A PEFT LoRA/AdaLoRA or ranklab adapter folder, read without its base model."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; give a saved adapter folder (PEFT: {PEFT_CONFIG}, ranklab: {RANKLAB_CONFIG})")
+    if not path.is_dir():
+        raise ValueError(f"{path} is a file; give the adapter folder that holds it")
+    if (path / RANKLAB_CONFIG).is_file():
+        return _read_ranklab(path)
+    if (path / PEFT_CONFIG).is_file():
+        return _read_peft(path)
+    raise ValueError(f"{path} is not a saved adapter: it has neither {PEFT_CONFIG} (PEFT save_pretrained, "
+                     f"ranklab.export_peft) nor {RANKLAB_CONFIG} (ranklab.save_adapters); it holds "
+                     f"{sorted(p.name for p in path.iterdir())[:8]}")
+
+
+# --- PEFT ----------------------------------------------------------------------------------------
+def _peft_weights(path: Path) -> dict[str, torch.Tensor]:
+    for name in PEFT_WEIGHTS:
+        file = path / name
+        if file.is_file():
+            try:
+                if name.endswith(".safetensors"):
+                    from safetensors.torch import load_file
+
+                    return load_file(str(file))
+                return torch.load(file, map_location="cpu", weights_only=True)
+            except Exception as error:  # damaged files raise library-specific errors
+                raise ValueError(f"{file} is damaged or not a weights file ({type(error).__name__}: {error})") from None
+    raise ValueError(f"{path} has {PEFT_CONFIG} but no weights ({' or '.join(PEFT_WEIGHTS)})")
+
+
+def _pattern_value(pattern: dict[str, Any] | None, name: str, default: Any) -> Any:
+    """A per-module value of PEFT's rank/alpha patterns, matched as PEFT does (key = a name suffix)."""
+    for key in pattern or {}:
+        if re.match(rf"(.*\.)?({key})$", name):
+            return pattern[key]
+    return default
+
+
+def _group_lora_tensors(weights: dict[str, torch.Tensor]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, str]]:
+    """{module name: {"A": .., "B": .., "E": ..}} and {module: why skipped}."""
+    modules: dict[str, dict[str, torch.Tensor]] = {}
+    skipped: dict[str, str] = {}
+    for key, tensor in weights.items():
+        match = re.match(r"(.+)\.lora_(A|B|E|embedding_A|embedding_B|magnitude_vector)(\..+)?$", key)
+        if match is None:
+            continue  # modules_to_save heads and other trainable tensors: not low-rank updates
+        name, part = match.group(1), match.group(2)
+        if part.startswith("embedding"):
+            skipped[name] = "embedding LoRA (not an update of a linear layer)"
+        elif part == "magnitude_vector":
+            skipped[name] = "DoRA rescales W0 + ΔW column-wise: its update is not a low-rank product"
+        else:
+            modules.setdefault(name, {})[part] = tensor
+    for name in list(modules):
+        if name in skipped:
+            del modules[name]
+        elif any(t.ndim != 2 for t in modules[name].values() if t is not None) and "E" not in modules[name]:
+            skipped[name] = "convolution LoRA (its factors are not matrices)"
+            del modules[name]
+    return modules, skipped
+
+
+def _peft_module(name: str, parts: dict[str, torch.Tensor], config: dict[str, Any], adalora: bool) -> SavedModule:
+    if "A" not in parts or "B" not in parts:
+        raise ValueError(f"{name}: the saved adapter has {sorted(parts)} but needs both lora_A and lora_B")
+    a, b = parts["A"].float(), parts["B"].float()
+    relative = name.removeprefix("base_model.model.")
+    if adalora:
+        init_r = int(config.get("init_r") or a.shape[0])
+        alpha = config.get("lora_alpha") or init_r
+        scale = alpha / (init_r + 1e-5)  # PEFT: scaling / (ranknum + 1e-5), ranknum = init_r
+        a = a * parts["E"].float().reshape(-1, 1)
+    else:
+        r = a.shape[0]
+        alpha = _pattern_value(config.get("alpha_pattern"), relative, config.get("lora_alpha", 8))
+        scale = alpha / (r ** 0.5 if config.get("use_rslora") else r) if r else 0.0
+    first, second = b * scale, a
+    if config.get("fan_in_fan_out"):  # PEFT transposes ΔW for Conv1D-style weights (d_in x d_out)
+        first, second = a.T * scale, b.T
+    params = sum(t.numel() for t in parts.values())
+    return SavedModule(name=name, method=PEFT_TYPES["ADALORA" if adalora else "LORA"], params=params,
+                       fixed=[first, second])
+
+
+def _read_peft(path: Path) -> SavedAdapter:
+    try:
+        config = json.loads((path / PEFT_CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path / PEFT_CONFIG} is damaged ({error})") from None
+    peft_type = config.get("peft_type")
+    if peft_type not in PEFT_TYPES:
+        raise ValueError(f"{path} holds a PEFT {peft_type!r} adapter; ranklab reads {', '.join(PEFT_TYPES)} "
+                         "(low-rank updates of linear layers)")
+    if config.get("use_dora"):
+        raise ValueError(f"{path} is a DoRA adapter: it rescales W0 + ΔW column-wise, so its update is not a low-rank product")
+    grouped, skipped = _group_lora_tensors(_peft_weights(path))
+    if not grouped:
+        raise ValueError(f"{path} holds no LoRA tensors of linear layers" + (f" (skipped: {skipped})" if skipped else ""))
+    modules = {name: _peft_module(name, parts, config, peft_type == "ADALORA") for name, parts in grouped.items()}
+    return SavedAdapter(path=path, format=PEFT_TYPES[peft_type], config=config, modules=modules,
+                        base_name=config.get("base_model_name_or_path") or None, task_type=config.get("task_type"),
+                        skipped=skipped)
+
+
+# --- ranklab -------------------------------------------------------------------------------------
+def _dims(layer_class: type, config: Any, state: dict[str, torch.Tensor], name: str) -> tuple[int, int]:
+    """(d_in, d_out) of a saved layer: build it on the meta device with marker sizes and look up
+    which saved dimensions sit where the markers are."""
+    with torch.device("meta"):
+        probe = layer_class(nn.Linear(_PROBE_IN, _PROBE_OUT, bias=False), config, name)
+    found: dict[int, int] = {}
+    for key, value in probe.state_dict().items():
+        if key.startswith("base.") or key not in state:
+            continue
+        for axis, size in enumerate(value.shape):
+            if size in (_PROBE_IN, _PROBE_OUT) and axis < state[key].ndim:
+                found.setdefault(size, int(state[key].shape[axis]))
+    if set(found) != {_PROBE_IN, _PROBE_OUT}:
+        raise ValueError(f"{name}: cannot read its input and output sizes from the saved tensors {sorted(state)}")
+    return found[_PROBE_IN], found[_PROBE_OUT]
+
+
+def _ranklab_module(name: str, config: Any, state: dict[str, torch.Tensor]) -> SavedModule:
+    _, layer_class = get_method(config.method)
+    d_in, d_out = _dims(layer_class, config, state, name)
+    with torch.device("meta"):
+        base = nn.Linear(d_in, d_out, bias=False)
+    layer = layer_class(base, config, name)
+    expected = {k for k in layer.state_dict() if not k.startswith("base.")}
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise ValueError(f"{name}: saved tensors do not fit a {config.method} layer (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    layer.load_state_dict(state, strict=False, assign=True)  # base.weight stays on the meta device
+    return SavedModule(name=name, method=config.method, params=layer.num_adapter_params(), layer=layer.eval())
+
+
+def _read_ranklab(path: Path) -> SavedAdapter:
+    from ..saving import _read_weights, read_adapter_config
+
+    meta = read_adapter_config(path)
+    config = config_from_dict(meta["config"])
+    weights = _read_weights(path)
+    modules = {}
+    for name in meta.get("modules") or []:
+        state = {k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")}
+        modules[name] = _ranklab_module(name, config, state)
+    if not modules:
+        raise ValueError(f"{path / RANKLAB_CONFIG} lists no adapted modules")
+    return SavedAdapter(path=path, format="ranklab", config=meta["config"], modules=modules,
+                        base_name=_run_backbone(path))
+
+
+def _run_backbone(path: Path) -> str | None:
+    """The backbone of the training run an ``adapter/`` folder belongs to (its ``record.json``), if any."""
+    record = path.parent / "record.json"
+    try:
+        return json.loads(record.read_text()).get("backbone") if record.is_file() else None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None

@@ -1,0 +1,180 @@
+"""Audit a saved adapter folder without its base model: ``audit_adapter(path)`` / ``ranklab inspect PATH``.
+
+    audit = audit_adapter("my-lora")                   # PEFT LoRA/AdaLoRA or ranklab folder
+    print(audit.to_text())                              # one row per module, then the spectra
+    audit.report                                        # DataFrame: every column
+    audit.save_plots("figs/")                           # spectra, rank heatmaps, similarity
+    audit_adapter("my-lora", base="path/to/base")       # + ||ΔW||/||W0||, alignment, intruder dimensions
+
+Per module (per task for task-routed ranklab layers, per expert for token routers): ranks of the
+factor chain, parameters, sigma_1..sigma_k, effective / stable / energy / numerical rank and
+||ΔW||_F, all from the factors (QR + a small SVD, never a dense d x d SVD), and ``phi_prev``:
+the subspace similarity phi(k, k) of the module's top-k right singular vectors with the same
+module in the previous layer (k = the smaller numerical rank).  Columns that need W0 appear only
+with a base (see ``ranklab.inspect.base_analysis``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..adapters.base import chain
+from .adapter_files import SavedAdapter, SavedModule, read_adapter
+from .base_analysis import chance_similarity, oriented_base, update_vs_base
+from .factors import layer_index, short_module_name
+from .ranks import rank_measures
+from .spectra import FactoredSVD, factored_svd
+
+TEXT_COLUMNS = ["layer", "module", "task", "expert", "method", "ranks", "sigma_1", "effective_rank", "stable_rank",
+                "energy_rank", "numerical_rank", "delta_fro", "phi_prev", "relative_delta", "alignment",
+                "amplification", "intruders"]
+
+
+@dataclass
+class AdapterAudit:
+    path: Path
+    format: str
+    report: pd.DataFrame
+    spectra: dict[str, np.ndarray]  # key: module name, plus " [task t]" / " [expert i]" where per task / expert
+    similarity: pd.DataFrame  # every pair of same-type modules (same task): name_1, name_2, k, phi, chance
+    base: str | None = None
+    base_hint: str | None = None  # the base the folder names, when none was given
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def to_text(self, spectra: bool = True) -> str:
+        """The terminal view: a header, one row per module, then each module's spectrum."""
+        n = self.report["name"].nunique()
+        lines = [f"adapter {self.path} ({self.format}, {n} modules)"]
+        if self.base is None:
+            named = f"; the folder names {self.base_hint!r}" if self.base_hint else ""
+            lines.append(f"no base model: pass --base NAME_OR_PATH for ||ΔW||/||W0||, alignment and intruder dimensions{named}")
+        else:
+            lines.append(f"base {self.base}")
+        columns = [c for c in TEXT_COLUMNS if c in self.report.columns]
+        lines.append(self.report[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
+        lines += [f"skipped {name}: {why}" for name, why in self.skipped.items()]
+        if spectra:
+            lines.append("singular values of ΔW (from the factors):")
+            lines += [f"  {label}: " + " ".join(f"{v:.6g}" for v in sigma) for label, sigma in self.spectra.items()]
+        return "\n".join(lines)
+
+    def save_plots(self, folder: str | os.PathLike) -> list[Path]:
+        """The standard figures (PNG + PDF, each written atomically); returns the files written."""
+        from .audit_plots import audit_figures
+        from ..plots import save_figure
+
+        written: list[Path] = []
+        for stem, figure in audit_figures(self).items():
+            written += save_figure(figure, Path(folder) / stem)
+        return written
+
+
+def _label(name: str, selector: dict[str, Any]) -> str:
+    return name + "".join(f" [{key} {value}]" for key, value in selector.items())
+
+
+def _row(module: SavedModule, selector: dict[str, Any], svd: FactoredSVD, factors: list[torch.Tensor],
+         top_k: int, tau: float, tol: float) -> dict[str, Any]:
+    sigma = svd.S.double().cpu().numpy()
+    bonds = [f.shape[1] for f in factors[:-1]]
+    row: dict[str, Any] = {
+        "name": module.name, "layer": layer_index(module.name), "module": short_module_name(module.name),
+        "task": selector.get("task"), "expert": selector.get("expert"), "method": module.method,
+        "d_out": int(factors[0].shape[0]), "d_in": int(factors[-1].shape[1]),
+        "ranks": "x".join(str(b) for b in bonds), "max_rank": int(min(bonds)) if bonds else int(min(factors[0].shape)),
+        "params": module.params,
+    }
+    row.update({f"sigma_{k + 1}": float(sigma[k]) if k < len(sigma) else np.nan for k in range(top_k)})
+    row.update(rank_measures(sigma, tau=tau, tol=tol))
+    return row
+
+
+def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, tol: float = 1e-6, top_k: int = 4,
+                  intruder_k: int = 10, intruder_eps: float = 0.5, **selector: Any) -> AdapterAudit:
+    """Audit a saved adapter folder; ``base`` (a model, a local folder, a ranklab backbone name or a
+    hub id) adds the columns that need W0.  ``selector`` (``task=``, ``rank=``, ``expert=``) goes to
+    every ranklab module, replacing the default one-row-per-task / per-expert."""
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    saved = read_adapter(path)
+    rows, svds, spectra = [], [], {}
+    for module in saved.modules.values():
+        for chosen in [selector] if selector else module.selectors():
+            with torch.no_grad():
+                factors = [f.detach().float() for f in module.factors(**chosen)]
+            svd = factored_svd(factors, compute_uv=True)
+            rows.append(_row(module, chosen, svd, factors, top_k, tau, tol))
+            svds.append((svd, factors))
+            spectra[_label(module.name, chosen)] = svd.S.double().cpu().numpy()
+    report = pd.DataFrame(rows)
+    similarity = _similarities(report, [s for s, _ in svds])
+    if base is not None:
+        report = _with_base(report, svds, saved, base, intruder_k, intruder_eps)
+    report = _tidy(report)
+    report.attrs.update({"tau": tau, "tol": tol, "format": saved.format})
+    return AdapterAudit(path=Path(path), format=saved.format, report=report, spectra=spectra, similarity=similarity,
+                        base=None if base is None else _base_label(base), base_hint=saved.base_name,
+                        skipped=saved.skipped)
+
+
+def _base_label(base: Any) -> str:
+    return f"<{type(base).__name__} given in Python>" if isinstance(base, torch.nn.Module) else str(base)
+
+
+def _tidy(report: pd.DataFrame) -> pd.DataFrame:
+    for column in ("task", "expert"):
+        if report[column].isna().all():
+            report = report.drop(columns=column)
+        else:
+            report[column] = report[column].astype("Int64")
+    report["layer"] = report["layer"].astype("Int64")
+    return report
+
+
+def _similarities(report: pd.DataFrame, svds: list[FactoredSVD]) -> pd.DataFrame:
+    """phi(k, k) of right singular vectors for every pair of same-type modules of the same task /
+    expert; fills ``phi_prev`` (the same module in the previous layer) in ``report``."""
+    keys = pd.Series([f"{m}|{t}|{e}" for m, t, e in zip(report["module"], report["task"], report["expert"])],
+                     index=report.index)
+    pairs, phis = [], {}
+    report["phi_prev"] = np.nan
+    for _, group in report.groupby(keys, sort=False):
+        ordered = group.sort_values("layer", na_position="first").index.tolist()
+        for position, a in enumerate(ordered):
+            for b in ordered[position + 1:]:
+                k = int(min(report.at[a, "numerical_rank"], report.at[b, "numerical_rank"]))
+                same_space = report.at[a, "d_in"] == report.at[b, "d_in"]
+                phis[a, b] = _phi(svds[a], svds[b], k) if k and same_space else np.nan
+                pairs.append({"name_1": report.at[a, "name"], "name_2": report.at[b, "name"],
+                              "module": report.at[a, "module"], "task": report.at[a, "task"],
+                              "expert": report.at[a, "expert"], "k": k, "phi": phis[a, b],
+                              "chance": chance_similarity(k, int(report.at[a, "d_in"])) if k else np.nan})
+        for before, after in zip(ordered, ordered[1:]):
+            report.at[after, "phi_prev"] = phis[before, after]
+    return pd.DataFrame(pairs, columns=["name_1", "name_2", "module", "task", "expert", "k", "phi", "chance"])
+
+
+def _phi(first: FactoredSVD, second: FactoredSVD, k: int) -> float:
+    a, b = first.V[:, :k].double(), second.V[:, :k].double()
+    return float((a.T @ b).pow(2).sum()) / k
+
+
+def _with_base(report: pd.DataFrame, svds: list[tuple[FactoredSVD, list[torch.Tensor]]], saved: SavedAdapter,
+               base: Any, intruder_k: int, intruder_eps: float) -> pd.DataFrame:
+    from .base_weights import base_weights
+
+    weights = base_weights(base, list(saved.modules))
+    extra = []
+    for i, row in report.iterrows():
+        w0 = oriented_base(weights[row["name"]], int(row["d_out"]), int(row["d_in"]), row["name"])
+        svd, factors = svds[i]
+        delta = chain([f.double() for f in factors])  # dense: W0 + ΔW needs it for the intruder SVD
+        extra.append(update_vs_base(w0, delta, svd, int(row["numerical_rank"]), intruder_k, intruder_eps))
+    return pd.concat([report, pd.DataFrame(extra, index=report.index)], axis=1)

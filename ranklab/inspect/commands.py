@@ -1,0 +1,77 @@
+"""``ranklab inspect PATH``: audit a saved adapter folder (PEFT LoRA/AdaLoRA or ranklab) without its base."""
+from __future__ import annotations
+
+import argparse
+import math
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    if not (0.0 < args.tau <= 1.0):
+        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
+    if not (0.0 < args.intruder_eps < 1.0) or args.intruder_k < 1 or args.top_k < 0:
+        raise ValueError("need --intruder-eps in (0, 1), --intruder-k >= 1 and --top-k >= 0")
+    from ..atomic import write_text
+    from .audit import audit_adapter
+
+    selector = {k: v for k, v in (("task", args.task), ("rank", args.rank)) if v is not None}
+    audit = audit_adapter(args.path, base=args.base, tau=args.tau, top_k=args.top_k, intruder_k=args.intruder_k,
+                          intruder_eps=args.intruder_eps, **selector)
+    print(audit.to_text())
+    if args.csv:
+        print(f"wrote {write_text(args.csv, audit.report.to_csv(index=False))}")
+    if args.plots:
+        written = audit.save_plots(args.plots)
+        print(f"wrote {len(written)} files to {args.plots}: " + ", ".join(sorted({p.stem for p in written})))
+    return 0
+
+
+def _compress(args: argparse.Namespace) -> int:
+    if not (0.0 < args.tau <= 1.0):
+        raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
+    from ..compression import compress_adapter
+
+    selector = {"task": args.task} if args.task is not None else {}
+    result = compress_adapter(args.path, args.output, tau=args.tau, **selector)
+    table = result.table[["layer", "module", "rank_before", "rank_after", "energy_kept", "params_before", "params_after"]]
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    before, after = int(table["params_before"].sum()), int(table["params_after"].sum())
+    print(f"adapter parameters {before:,} -> {after:,} ({after / before:.1%}); wrote a PEFT LoRA to {result.path}")
+    return 0
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    inspect = subparsers.add_parser(
+        "inspect", help="audit a saved adapter folder (PEFT LoRA/AdaLoRA or ranklab) without its base model",
+        description="Per module: ranks, spectra, effective/stable/energy rank, ||ΔW||_F and the subspace "
+                    "similarity with the previous layer, all from the adapter's factors. With --base: "
+                    "||ΔW||/||W0||, alignment with W0 and intruder dimensions.")
+    inspect.add_argument("path", help="adapter folder (adapter_config.json or ranklab_config.json inside)")
+    inspect.add_argument("--base", default=None, help="the base model: a local folder, a ranklab backbone name or "
+                         "a hub id (from the local HF cache offline); adds the columns that need W0")
+    inspect.add_argument("--plots", metavar="DIR", default=None, help="write the standard figures (PNG + PDF) to DIR")
+    inspect.add_argument("--csv", metavar="FILE", default=None, help="write the full report (every column) as CSV")
+    inspect.add_argument("--tau", type=_fraction, default=0.9, help="energy share of the energy rank (default 0.9)")
+    inspect.add_argument("--top-k", type=int, default=4, help="singular values listed as columns (default 4)")
+    inspect.add_argument("--task", type=int, default=None, help="ranklab multi-task adapters: one task (default: all)")
+    inspect.add_argument("--rank", type=int, default=None, help="ranklab DyLoRA adapters: the rank to evaluate at")
+    inspect.add_argument("--intruder-k", type=int, default=10, help="top singular vectors of W0+ΔW checked (default 10)")
+    inspect.add_argument("--intruder-eps", type=_fraction, default=0.5,
+                         help="|cos| below which a vector is an intruder dimension (default 0.5)")
+    inspect.set_defaults(func=_inspect)
+    compress = subparsers.add_parser(
+        "compress", help="truncate a saved adapter to its energy rank and write a PEFT LoRA (no base needed)",
+        description="Each module's update is cut to the fewest singular values holding a share tau of its energy "
+                    "(exact truncated SVD from the factors) and written as a PEFT LoRA with a per-module rank_pattern. "
+                    "To measure the accuracy change, use ranklab.compression.compress_adapter(model, ..., eval_batches=).")
+    compress.add_argument("path", help="adapter folder (PEFT LoRA/AdaLoRA or ranklab)")
+    compress.add_argument("--output", required=True, help="folder to write the compressed PEFT LoRA to")
+    compress.add_argument("--tau", type=_fraction, default=0.9, help="energy share kept per module (default 0.9)")
+    compress.add_argument("--task", type=int, default=None, help="ranklab multi-task adapters: the task to export")
+    compress.set_defaults(func=_compress)
