@@ -104,14 +104,9 @@ def tokenize_completions(data: DatasetDict, tokenizer: Any, spec: str | TaskSpec
             out["labels"].append([IGNORE_INDEX] * (len(ids) - len(ending)) + ending)
         return out
 
-    result = {}
-    for split, ds in data.items():
-        missing = [c for c in (*fields, "label") if c not in ds.column_names]
-        if missing:
-            raise ValueError(f"split {split!r} lacks columns {missing} needed by task {spec.name!r}")
-        result[split] = ds.map(encode, batched=True, remove_columns=ds.column_names,
-                               desc=f"tokenize {spec.name}/{split}")
-    return DatasetDict(result)
+    from .tokenization import map_splits
+
+    return map_splits(data, encode, spec)
 
 
 class CompletionCollator:

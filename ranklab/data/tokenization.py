@@ -28,9 +28,16 @@ def tokenize_task(dataset_dict: DatasetDict, tokenizer: Any, spec: str | TaskSpe
         encoded["labels"] = batch["label"]
         return dict(encoded)
 
+    return map_splits(dataset_dict, encode, spec)
+
+
+def map_splits(dataset_dict: DatasetDict, encode: Callable[[dict[str, list]], dict[str, list]],
+               spec: TaskSpec) -> DatasetDict:
+    """``encode`` (batched) over every split, replacing its columns; a split without the task's
+    text fields or ``label`` is a clear error."""
     out = {}
     for split, ds in dataset_dict.items():
-        missing = [c for c in (*fields, "label") if c not in ds.column_names]
+        missing = [c for c in (*spec.text_fields, "label") if c not in ds.column_names]
         if missing:
             raise ValueError(f"split {split!r} lacks columns {missing} needed by task {spec.name!r}")
         out[split] = ds.map(encode, batched=True, remove_columns=ds.column_names,
