@@ -124,7 +124,10 @@ class AdaLoraRuntime(MethodRuntime):
         return adalora.rank_snapshot(self.model, step)
 
     def save(self, folder: Path, extra: dict[str, Any]) -> Path:
-        return write_folder(folder, lambda tmp: self.model.save_pretrained(str(tmp)))
+        from ..compat import quiet_pruned_adalora_save
+
+        with quiet_pruned_adalora_save():
+            return write_folder(folder, lambda tmp: self.model.save_pretrained(str(tmp)))
 
 
 def runtime_for(config: TrainConfig) -> MethodRuntime:
