@@ -289,3 +289,27 @@ def test_readme_shows_the_committed_claims_table():
 
     readme, results = (ROOT / "README.md").read_text(), (ROOT / "figures" / "RESULTS.md").read_text()
     assert claim_rows(readme) == claim_rows(results)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_protocol_bar_moves_with_every_step_also_of_runs_in_worker_processes(tmp_path, monkeypatch, jobs):
+    """One bar for all runs; it advances during a run (per step), not only when a run ends, and
+    ends at the total; jobs=2 trains the runs side by side in two spawned processes."""
+    import ranklab.experiments.runner as runner
+
+    seen = []
+
+    class Bar(runner.tqdm):
+        def refresh(self, *args, **kwargs):
+            seen.append(self.n)
+            return super().refresh(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "tqdm", Bar)
+    runs = [r for r in recipe_runs(["single_task"], "smoke", (1,)) if r.config.method in ("lora", "emd")]
+    runner.run_all(runs, tmp_path, get_scale("smoke"), jobs=jobs)
+    assert all(is_finished(run_folder(tmp_path, r)) for r in runs)
+    total = sum(runner.run_cost(r) for r in runs)
+    steps = {r.config.batch_size for r in runs}
+    assert seen[-1] == total and len(steps) == 1
+    inside = {n for n in seen if 0 < n < total and n % runner.run_cost(runs[0]) != 0}
+    assert len(inside) >= (10 if jobs == 1 else 1)  # positions between run ends: steps were counted

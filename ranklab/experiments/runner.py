@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from tqdm.auto import tqdm
 
@@ -94,14 +94,31 @@ def _synthetic_inputs(config: TrainConfig) -> dict[str, Any]:
     return {"tasks": tasks, "model_fn": tiny_roberta}
 
 
-def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True) -> dict[str, Any]:
+class StepCounter:
+    """A training callback adding each step's examples to a shared count, so the protocol's one
+    progress bar moves with every step, also of runs trained in worker processes."""
+
+    def __init__(self, count: Any, batch_size: int, refresh: Callable[[], None] | None = None) -> None:
+        self.count, self.batch_size, self.refresh, self.trained = count, batch_size, refresh, 0
+
+    def __call__(self, step: int, model: Any) -> None:
+        if step > 0:
+            with self.count.get_lock():
+                self.count.value += self.batch_size
+            self.trained += self.batch_size
+            if self.refresh is not None:
+                self.refresh()
+
+
+def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True,
+            counter: StepCounter | None = None) -> dict[str, Any]:
     """Train (or resume) one run, then save its analysis (reported runs); returns the record."""
     folder = run_folder(results, run)
     resume = (folder / CHECKPOINT_NAME).exists() or (folder / RECORD_NAME).exists()
     config = replace(run_config(run, results), output=str(folder), resume=resume, overwrite=False, quiet=quiet)
     inputs = _synthetic_inputs(config) if scale.synthetic else {}
     initial = InitialState()
-    result = train(config, callbacks=[initial], **inputs)
+    result = train(config, callbacks=[initial] + ([counter] if counter is not None else []), **inputs)
     if not run.tuning:
         analysis = analyse_run(result.model, result.tasks, config.method, result.collator,
                                config.eval_batch_size, initial=initial.state)
@@ -111,10 +128,9 @@ def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True)
 
 
 def run_cost(run: RunSpec) -> float:
-    """Relative cost of a run for the time-left estimate: examples trained, plus evaluation."""
+    """Examples a run trains (the progress bar's unit; epochs count as 100 steps when unknown)."""
     c = run.config
-    steps = c.max_steps or c.epochs * 100
-    return steps * c.batch_size * (1.0 if len(c.tasks) == 1 else 1.3)
+    return (c.max_steps or c.epochs * 100) * c.batch_size
 
 
 def default_jobs() -> int:
@@ -127,16 +143,27 @@ def default_jobs() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
-def _worker_init(threads: int) -> None:
+_PROGRESS: Any = None  # a worker process's shared step count (set by _worker_init)
+
+
+def _worker_init(threads: int, progress: Any) -> None:
     import torch
 
+    global _PROGRESS
     torch.set_num_threads(threads)
+    _PROGRESS = progress
 
 
-def _execute_timed(run: RunSpec, results: str, scale: Scale, quiet: bool) -> tuple[float, float]:
+def _execute_timed(run: RunSpec, results: str, scale: Scale, quiet: bool,
+                   counter: StepCounter | None = None) -> tuple[float, float, int]:
+    """(seconds, best validation score, examples trained now) of one run; in a worker process the
+    steps go to the pool's shared count."""
+    if counter is None and _PROGRESS is not None:
+        counter = StepCounter(_PROGRESS, run.config.batch_size)
     start = time.perf_counter()
-    record = execute(run, results, scale, quiet=quiet)
-    return time.perf_counter() - start, (record.get("best") or {}).get("score", float("nan"))
+    record = execute(run, results, scale, quiet=quiet, counter=counter)
+    trained = counter.trained if counter is not None else int(run_cost(run))
+    return time.perf_counter() - start, (record.get("best") or {}).get("score", float("nan")), trained
 
 
 def run_all(runs: list[RunSpec], results: str | Path, scale: Scale, quiet: bool = True,
@@ -160,34 +187,54 @@ def run_all(runs: list[RunSpec], results: str | Path, scale: Scale, quiet: bool 
     todo = [r for wave in run_waves(runs, finished) for r in wave if r.run_id not in finished]
     if len(todo) < len(runs):
         tqdm.write(f"{desc}: {len(runs) - len(todo)} of {len(runs)} runs finished earlier (reused)")
+    import multiprocessing
+
     bar = tqdm(total=sum(run_cost(r) for r in todo), desc=desc, unit="ex", unit_scale=True,
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")
-    done = 0
+    progress = multiprocessing.get_context("spawn").Value("q", 0)  # examples trained, every process
+    skipped, done = 0, 0  # skipped: examples a resumed run did not train again
 
-    def report(run: RunSpec, seconds: float, score: float) -> None:
-        nonlocal done
+    def refresh() -> None:
+        bar.n = min(bar.total, progress.value + skipped)
+        bar.refresh()
+
+    def report(run: RunSpec, seconds: float, score: float, trained: int) -> None:
+        nonlocal done, skipped
         done += 1
+        skipped += max(0, int(run_cost(run)) - trained)
         tqdm.write(f"  {run.run_id}: done in {seconds:.0f} s, best validation {score:.4f}")
-        bar.update(run_cost(run))
-        bar.set_postfix_str(f"{done}/{len(todo)} runs done")
+        bar.set_postfix_str(f"{done}/{len(todo)} runs done", refresh=False)
+        refresh()
 
     bar.set_postfix_str(f"0/{len(todo)} runs done")
     for wave in run_waves(todo, finished):  # a run's source is trained in an earlier wave
         if jobs <= 1 or len(wave) <= 1:
             for run in wave:
-                report(run, *_execute_timed(run, str(results), scale, quiet))
+                report(run, *_execute_timed(run, str(results), scale, quiet,
+                                            StepCounter(progress, run.config.batch_size, refresh)))
             continue
-        import multiprocessing
-        import torch
-
-        threads = max(1, torch.get_num_threads() // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_worker_init, initargs=(threads,)) as pool:
-            futures = {pool.submit(_execute_timed, run, str(results), scale, quiet): run for run in wave}
-            for future in as_completed(futures):
-                report(futures[future], *future.result())
+        _run_wave(wave, str(results), scale, quiet, jobs, progress, report, refresh)
     bar.close()
     return [run_folder(results, r) for r in runs]
+
+
+def _run_wave(wave: list[RunSpec], results: str, scale: Scale, quiet: bool, jobs: int, progress: Any,
+              report: Callable[..., None], refresh: Callable[[], None]) -> None:
+    """Train a wave's runs ``jobs`` at a time in worker processes; the bar follows their steps."""
+    import multiprocessing
+
+    import torch
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_worker_init, initargs=(threads, progress)) as pool:
+        futures = {pool.submit(_execute_timed, run, results, scale, quiet): run for run in wave}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            for future in finished:
+                report(futures[future], *future.result())
+            refresh()
 
 
 def _finished_sources(runs: list[RunSpec], results: str | Path) -> set[str]:
