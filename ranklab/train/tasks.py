@@ -43,18 +43,18 @@ class TaskData:
         if getattr(self, "_target_counts", None) is None:
             from .causal_lm import target_count
 
-            column = self.train["labels"] if hasattr(self.train, "column_names") else [
-                row["labels"] for row in self.train]
-            self._target_counts = np.array([target_count(labels) for labels in column])
+            self._target_counts = np.array([target_count(labels) for labels in self._train_column("labels")])
         return self._target_counts
 
     def train_lengths(self) -> np.ndarray:
         """Tokens per training row (for length-grouped batches); computed once."""
         if getattr(self, "_train_lengths", None) is None:
-            column = self.train["input_ids"] if hasattr(self.train, "column_names") else [
-                row["input_ids"] for row in self.train]
-            self._train_lengths = np.array([len(ids) for ids in column])
+            self._train_lengths = np.array([len(ids) for ids in self._train_column("input_ids")])
         return self._train_lengths
+
+    def _train_column(self, key: str) -> Sequence[Any]:
+        """One column of the training rows (a datasets column at once, else row by row)."""
+        return self.train[key] if hasattr(self.train, "column_names") else [row[key] for row in self.train]
 
     def compute_metrics(self, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         if self.metrics_fn is not None:
