@@ -231,7 +231,7 @@ def _run_wave(wave: list[RunSpec], results: str, scale: Scale, quiet: bool, jobs
         futures = {pool.submit(_execute_timed, run, results, scale, quiet): run for run in wave}
         pending = set(futures)
         while pending:
-            finished, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
             for future in finished:
                 report(futures[future], *future.result())
             refresh()
