@@ -269,6 +269,18 @@ def _move_lora_sliders(page) -> None:
 STATUS_BAR = "() => { const bar = document.querySelector('#jp-main-statusbar'); return bar ? bar.innerText : ''; }"
 
 
+def _longest_stretch_not_busy(samples: list[tuple[float, bool]]) -> float:
+    """Seconds from the first to the last of the longest run of consecutive samples not showing Busy."""
+    longest, first = 0.0, None
+    for t, busy in samples:
+        if busy:
+            first = None
+            continue
+        first = t if first is None else first
+        longest = max(longest, t - first)
+    return longest
+
+
 def test_the_status_bar_reads_busy_while_a_training_cell_runs(browser, lab):
     """Notebook 03 with smoke = True trains its tiny runs in a cell (two worker processes); while a
     cell runs, JupyterLab's status bar must say Busy, never Idle."""
@@ -284,17 +296,19 @@ def test_the_status_bar_reads_busy_while_a_training_cell_runs(browser, lab):
         page.evaluate(RUN_ALL)
         seen, start = [], time.perf_counter()
         while time.perf_counter() - start < RUN_ALL_BUDGET_S:
-            state, bar = page.evaluate(NOTEBOOK_STATE), page.evaluate(STATUS_BAR)
-            seen.append((bool(state["running"]), "Idle" in bar, "Busy" in bar))
+            state, bar = page.evaluate(f"() => [({NOTEBOOK_STATE})(), ({STATUS_BAR})()]")  # one snapshot
+            seen.append((time.perf_counter(), bool(state["running"]), "Busy" in bar))
             if state["executed"] == state["code"] and state["kernel"] == "idle" and not state["running"]:
                 break
             time.sleep(0.25)
         else:
             raise AssertionError(f"Run All exceeded {RUN_ALL_BUDGET_S} s")
-        running = [s for s in seen if s[0]]
-        assert len(running) > 8, "the training cells ran too briefly to observe"
-        assert not [s for s in running if s[1]], f"Idle shown while a cell ran ({sum(s[1] for s in running)} samples)"
-        assert all(s[2] for s in running[2:])  # Busy (the first samples may precede the first status message)
+        running = [(t, busy) for t, is_running, busy in seen if is_running]
+        assert running[-1][0] - running[0][0] > 4.0, "the training cells ran too briefly to observe"
+        # Between two cells of Run All the kernel is idle for a moment and the status bar may say so;
+        # the bug this guards against showed Idle for the whole of a training cell (seconds).
+        assert _longest_stretch_not_busy(running) < 1.5, running
+        assert sum(busy for _, busy in running) >= 0.8 * len(running), running
     finally:
         _screenshot(page, "03_smoke_training.ipynb")
         page.close()
