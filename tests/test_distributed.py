@@ -120,3 +120,27 @@ def test_reproduce_smoke_under_two_processes(tmp_path):
     summary = json.loads((tmp_path / "figures" / "results_summary.json").read_text())
     seeds = summary["seeds"]["single_task"]  # the smoke scale's 4 methods x its reported seeds
     assert len(seeds) == 2 and len(summary["runs"]) == 4 * len(seeds) and all(r["steps"] > 0 for r in summary["runs"])
+
+
+def test_causal_lm_mor_under_two_processes_equals_one_process(tmp_path):
+    """Decoder-only (tiny GPT-2), MoR's token router on the FFN Conv1Ds, completion loss: two
+    processes train and evaluate the same run as one process (same global batch).  trec_lm's
+    completions all have two tokens, so the per-token weighting across processes is tested in
+    test_train_causal_lm.py, not here."""
+    args = ["train", "--objective", "causal-lm", "--task", "trec_lm", "--backbone", "tiny-gpt2", "--method", "mor",
+            "--target-modules", "c_fc,c_proj", "--max-steps", "6", "--eval-every", "3", "--batch-size", "16",
+            "--max-train", "128", "--max-eval", "64", "--max-test", "64", "--lr", "1e-2", "--warmup-ratio", "0",
+            "--quiet"]
+    launch(["-m", "ranklab.cli", *args, "--output", str(tmp_path / "two")])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "ranklab.cli", *args, "--output", str(tmp_path / "one")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two, one = (json.loads((tmp_path / name / "record.json").read_text()) for name in ("two", "one"))
+    assert two["steps"] == one["steps"] == 6
+    for x, y in zip(two["evals"], one["evals"], strict=True):
+        assert x["step"] == y["step"]
+        assert x["train_loss"] == pytest.approx(y["train_loss"], rel=1e-4)
+        assert x["metrics"]["trec_lm"]["loss"] == pytest.approx(y["metrics"]["trec_lm"]["loss"], rel=1e-4)
+    assert two["test"]["trec_lm"]["loss"] == pytest.approx(one["test"]["trec_lm"]["loss"], rel=1e-4)
+    assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]  # nothing half-written

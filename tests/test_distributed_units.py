@@ -33,6 +33,15 @@ def test_micro_batch_weights_make_the_global_mean():
                     total += weight / world  # DDP averages over processes
             assert total == pytest.approx(1.0)
     assert micro_batches([], 4, 2, 2) == [([], 0.0)]  # an empty share still runs one (zero-weight) pass
+    sizes = [5, 1, 2, 7, 3, 1, 4, 2, 6, 1]  # target tokens per row (a causal LM's completions)
+    for world in (1, 2, 3):
+        for steps in (1, 2, 4):
+            total = 0.0
+            for k in range(world):
+                for rows, weight in micro_batches(share(indices, k, world), sum(sizes), world, steps, sizes=sizes):
+                    assert weight == pytest.approx(sum(sizes[i] for i in rows) * world / sum(sizes))
+                    total += weight / world
+            assert total == pytest.approx(1.0)  # with per-token mean losses: the global per-token mean
     assert micro_batches(list(range(6)), 6, 1, 1) == [(list(range(6)), 1.0)]  # exactly 1: plain mean loss
 
 
