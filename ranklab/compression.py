@@ -175,12 +175,12 @@ def _folder_entries(path: str | os.PathLike, selector: dict[str, Any]) -> dict[s
         entries.append((name.removeprefix(PEFT_PREFIX), module.factors(**selector),
                         bool(saved.config.get("fan_in_fan_out")), module.params))
     if saved.format == "ranklab":
-        heads, keep = _ranklab_folder_heads(Path(path), saved.config, selector.get("task"))
+        heads, keep = _ranklab_folder_heads(saved.path, saved.config, selector.get("task"))
         options = {}
     else:
         from .inspect.adapter_files import _peft_weights
 
-        heads = {k: v for k, v in _peft_weights(Path(path)).items() if "lora_" not in k}
+        heads = {k: v for k, v in _peft_weights(saved.path).items() if "lora_" not in k}
         keep = list(saved.config.get("modules_to_save") or [])
         options = {"task_type": saved.task_type, "base_model_name_or_path": saved.base_name}
     return {"modules": entries, "heads": heads, "modules_to_save": keep, "peft_options": options}

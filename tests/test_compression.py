@@ -177,3 +177,28 @@ def test_cli_compresses_a_folder_and_bad_input_is_clear(tmp_path, emd_model):
     with contextlib.redirect_stderr(err):
         assert main(["compress", str(tmp_path / "nothing"), "--output", str(tmp_path / "x")]) == 2
     assert "does not exist" in err.getvalue()
+
+
+def test_a_ranklab_train_run_folder_is_read_through_its_adapter(tmp_path):
+    """`ranklab train --output RUN` saves the adapter in RUN/adapter: inspect and compress accept RUN
+    itself and read exactly what they read from RUN/adapter (head included)."""
+    from ranklab.inspect.audit import audit_adapter
+    from ranklab.train import TrainConfig, train
+    from ranklab.train.synthetic import synthetic_task, tiny_roberta
+
+    task = synthetic_task("toy", num_classes=3, n_train=32, n_eval=16, seed=0)
+    config = TrainConfig(method="emd", adapter={"a": 2, "b": 6}, tasks=["toy"], batch_size=8, max_steps=4,
+                         eval_every=4, lr=1e-2, quiet=True, output=str(tmp_path / "run"))
+    train(config, tasks=[task], model_fn=lambda n: tiny_roberta(n, dropout=0.0))
+    run, adapter = tmp_path / "run", tmp_path / "run" / "adapter"
+    from_run, from_adapter = audit_adapter(run), audit_adapter(adapter)
+    assert from_run.path == adapter and not from_run.report.empty
+    columns = ["name", "sigma_1", "effective_rank"]
+    assert from_run.report[columns].equals(from_adapter.report[columns])
+    with contextlib.redirect_stdout(io.StringIO()):
+        for source, out in ((run, "a"), (adapter, "b")):
+            assert main(["compress", str(source), "--output", str(tmp_path / out), "--tau", "0.9"]) == 0
+    assert (tmp_path / "a" / "adapter_model.safetensors").read_bytes() == (tmp_path / "b" / "adapter_model.safetensors").read_bytes()
+    (adapter / "ranklab_config.json").unlink()  # a run folder without a saved adapter: the usual clear error
+    with pytest.raises(ValueError, match="is not a saved adapter"):
+        audit_adapter(run)

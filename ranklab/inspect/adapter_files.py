@@ -67,8 +67,12 @@ class SavedAdapter:
     skipped: dict[str, str] = field(default_factory=dict)  # module -> why it is not in the report
 
 
+RUN_ADAPTER_DIR = "adapter"  # where ranklab's trainer saves a run's adapter inside its output folder
+
+
 def read_adapter(path: str | Path) -> SavedAdapter:
-    """A PEFT LoRA/AdaLoRA or ranklab adapter folder, read without its base model."""
+    """A PEFT LoRA/AdaLoRA or ranklab adapter folder (or a ranklab run folder, whose ``adapter/``
+    is read), read without its base model."""
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path} does not exist; give a saved adapter folder (PEFT: {PEFT_CONFIG}, ranklab: {RANKLAB_CONFIG})")
@@ -78,6 +82,9 @@ def read_adapter(path: str | Path) -> SavedAdapter:
         return _read_ranklab(path)
     if (path / PEFT_CONFIG).is_file():
         return _read_peft(path)
+    run_adapter = path / RUN_ADAPTER_DIR
+    if (run_adapter / RANKLAB_CONFIG).is_file() or (run_adapter / PEFT_CONFIG).is_file():
+        return read_adapter(run_adapter)  # a run folder of `ranklab train --output`: its adapter
     raise ValueError(f"{path} is not a saved adapter: it has neither {PEFT_CONFIG} (PEFT save_pretrained, "
                      f"ranklab.export_peft) nor {RANKLAB_CONFIG} (ranklab.save_adapters); it holds "
                      f"{sorted(p.name for p in path.iterdir())[:8]}")

@@ -119,7 +119,7 @@ def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, t
         report = _with_base(report, svds, saved, base, intruder_k, intruder_eps)
     report = _tidy(report)
     report.attrs.update({"tau": tau, "tol": tol, "format": saved.format})
-    return AdapterAudit(path=Path(path), format=saved.format, report=report, spectra=spectra, similarity=similarity,
+    return AdapterAudit(path=saved.path, format=saved.format, report=report, spectra=spectra, similarity=similarity,
                         base=None if base is None else _base_label(base), base_hint=saved.base_name,
                         skipped=saved.skipped)
 
