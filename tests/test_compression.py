@@ -4,7 +4,6 @@ import contextlib
 import io
 import warnings
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import ranklab
-from ranklab.adapters.base import MERGEABLE_PER_TASK, RANK_SLICEABLE, TASK_ROUTED
+from ranklab.adapters.base import MERGEABLE_PER_TASK, RANK_SLICEABLE
 from ranklab.inspect import module_spectrum
 from ranklab.saving import WEIGHTS_NAME, AdapterLoadError
 

@@ -15,7 +15,6 @@ with a base (see ``ranklab.inspect.base_analysis``).
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
