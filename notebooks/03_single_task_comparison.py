@@ -46,7 +46,7 @@ from IPython.display import Markdown, display
 from ranklab.experiments import figures as figs
 from ranklab.experiments import tables
 from ranklab.experiments.derived import derive
-from ranklab.experiments.notebook import notebook_results
+from ranklab.experiments.notebook import load_summary, notebook_results
 from ranklab.experiments.recipes import get_scale
 from ranklab.plots import save_figure
 
@@ -103,6 +103,21 @@ show(figs.fig_claims(summary, derived), "claims")
 
 # %%
 show(figs.fig_learning_curves(summary), "learning_curves")
+
+# %% [markdown]
+# They are not flat. The committed `embedded-x4` check trained the same runs with 4x the steps
+# (480) at the same learning rates (`ranklab reproduce --scale embedded-x4 --recipes single_task`,
+# about 20 minutes). Compare its claims with the table in section 3: which verdicts hold, and
+# which depend on how long the methods trained?
+
+# %%
+longer_path = Path(summary_path).parent / "embedded-x4" / "results_summary.json"
+if summary["scale"] == "embedded" and longer_path.is_file():
+    longer = load_summary(longer_path)
+    display(Markdown(tables.markdown_table(tables.claims_frame(derive(longer), "single_task", longer))))
+    display(show(figs.fig_learning_curves(longer), "learning_curves_x4"))
+else:
+    print(f"no 4x check for the {summary['scale']} scale here ({longer_path})")
 
 # %% [markdown]
 # ## 5. EMD's idea: distinct ranks for A' and B' at the same budget

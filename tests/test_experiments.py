@@ -225,6 +225,34 @@ def test_quick_reuses_the_committed_rates_without_a_search(protocol, tmp_path):
     assert all(r.config.lr == rates[r.tune_key] for r in runs)
 
 
+def test_a_longer_schedule_runs_at_the_rates_the_original_search_chose(protocol, tmp_path, monkeypatch):
+    """embedded-x4's mechanism on the smoke scale: x2 the steps and evaluation points, no search, the
+    rates of the original protocol's summary (recorded with where they came from), and a clear error
+    without that summary."""
+    from ranklab.experiments import recipes
+
+    smoke = get_scale("smoke")
+    longer = recipes.longer_schedule(smoke, 2)
+    assert (longer.name, longer.rates_from, longer.tuning_seeds) == ("smoke-x2", "smoke", ())
+    assert longer.train == {**smoke.train, "max_steps": 120, "eval_every": 40}
+    assert get_scale("embedded-x4").train["max_steps"] == 4 * get_scale("embedded").train["max_steps"]
+    monkeypatch.setitem(recipes.SCALES, "smoke-x2", longer)
+    summary = collect("smoke", protocol)
+    save_summary(summary, tmp_path / "results_summary.json")
+    with pytest.raises(ValueError, match="run `ranklab reproduce --scale smoke` first"):
+        run_protocol(["single_task"], "smoke-x2", tmp_path / "x2", (1,), summary_path=tmp_path / "missing.json")
+    run_protocol(["single_task"], "smoke-x2", tmp_path / "x2", (1,), summary_path=tmp_path / "results_summary.json")
+    taken = json.loads((tmp_path / "x2" / TUNING_NAME).read_text())
+    assert taken["chosen"] == summary["tuning"]["chosen"] and "smoke scale's search" in taken["taken_from"]
+    assert not (tmp_path / "x2" / "tuning").exists()  # nothing searched
+    runs, rates = protocol_runs(["single_task"], "smoke-x2", tmp_path / "x2", (1,))
+    assert rates == summary["tuning"]["chosen"] and runs
+    for run in runs:
+        record = json.loads((run_folder(tmp_path / "x2", run) / "record.json").read_text())
+        assert record["config"]["lr"] == rates[run.tune_key] and record["steps"] == 120
+        assert [e["step"] for e in record["evals"]] == [40, 80, 120]
+
+
 def test_figures_command_without_results_is_a_clean_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "ranklab.cli", "figures", "--results", str(tmp_path / "none"),
                              "--figures", str(tmp_path / "figs")], capture_output=True, text=True, timeout=300)
@@ -248,18 +276,20 @@ def _committed_format() -> int | None:
 
 
 @pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
-def test_committed_figures_match_what_the_pipeline_draws(tmp_path):
+@pytest.mark.parametrize("folder", ["figures", "figures/embedded-x4"])
+def test_committed_figures_match_what_the_pipeline_draws(tmp_path, folder):
     import matplotlib.image
 
-    written = figs.draw_all(json.loads(SUMMARY.read_text()), tmp_path)
-    committed = {p.name for p in (ROOT / "figures").iterdir() if p.suffix in (".png", ".pdf", ".md")}
+    folder = ROOT / folder
+    written = figs.draw_all(json.loads((folder / SUMMARY.name).read_text()), tmp_path)
+    committed = {p.name for p in folder.iterdir() if p.suffix in (".png", ".pdf", ".md")}
     assert {p.name for p in written} == committed
     for path in written:
         if path.suffix == ".png":
-            ours, theirs = matplotlib.image.imread(path), matplotlib.image.imread(ROOT / "figures" / path.name)
+            ours, theirs = matplotlib.image.imread(path), matplotlib.image.imread(folder / path.name)
             assert ours.shape == theirs.shape and np.abs(ours - theirs).mean() < 0.01, path.name
         if path.suffix == ".md":
-            assert path.read_text() == (ROOT / "figures" / path.name).read_text()
+            assert path.read_text() == (folder / path.name).read_text()
 
 
 def test_collapsed_seeds_are_runs_at_chance_whatever_the_class_balance():
@@ -289,6 +319,21 @@ def test_readme_shows_the_committed_claims_table():
 
     readme, results = (ROOT / "README.md").read_text(), (ROOT / "figures" / "RESULTS.md").read_text()
     assert claim_rows(readme) == claim_rows(results)
+
+
+@pytest.mark.skipif(not (ROOT / "figures" / "embedded-x4" / "RESULTS.md").is_file(), reason="no committed x4 check")
+def test_readme_quotes_the_committed_longer_schedule_check():
+    """README's "Training length" paragraph quotes each single-task claim's interval at 4x the steps."""
+    results = (ROOT / "figures" / "embedded-x4" / "RESULTS.md").read_text()
+    readme = (ROOT / "README.md").read_text().replace("−", "-")
+    paragraph = readme[readme.index("- **Training length.**"):]
+    paragraph = " ".join(paragraph[:paragraph.index("\n- **")].split())
+    rows = [line.split(" | ") for line in results.splitlines() if line.startswith("| EMD beats") or
+            line.startswith("| AdaLoRA beats")]
+    assert len(rows) == 3
+    for row in rows:
+        interval, verdict = row[3], row[-1].strip(" |*")
+        assert f"{interval} *{verdict}*" in paragraph, (interval, verdict)
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

@@ -20,7 +20,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     reproduce.add_argument("--recipes", default=None,
                            help="comma list of the scale's recipes (default: every one this ranklab can train); "
                                 + "; ".join(f"{name}: {', '.join(recipes_for(scale))}" for name, scale in SCALES.items()))
-    reproduce.add_argument("--results", default="results", help="run folders (records, checkpoints, weights)")
+    reproduce.add_argument("--results", default="results",
+                           help="run folders (records, checkpoints, weights); a derived scale (embedded-x4) "
+                                "uses results/<scale> unless given")
     reproduce.add_argument("--figures", default=None,
                            help="where figures and RESULTS.md go (default: figures/; with --quick: <results>/figures, "
                                 "so a quick run never replaces the committed full-protocol figures)")
@@ -83,18 +85,24 @@ def _reproduce(args: argparse.Namespace) -> int:
         return _plan(names, scale, seeds)
     if args.miniature:
         return _miniature(names, args, seeds)
-    if seeds is not None and set(scale.tuning_seeds) & set(seeds):
-        tuning = sorted(set(scale.tuning_seeds) & set(seeds))
-        raise ValueError(f"seed(s) {tuning}: the {scale.name} scale's tuning seeds {list(scale.tuning_seeds)} are never "
-                         "reported; choose other seeds")
+    searched = get_scale(scale.rates_from) if scale.rates_from else scale  # whose tuning seeds chose the rates
+    if seeds is not None and set(searched.tuning_seeds) & set(seeds):
+        tuning = sorted(set(searched.tuning_seeds) & set(seeds))
+        raise ValueError(f"seed(s) {tuning}: the {searched.name} scale's tuning seeds {list(searched.tuning_seeds)} are "
+                         "never reported; choose other seeds")
     if args.quick:
         seeds = seeds[:1] if seeds else scale.seeds[:1]
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     start = time.perf_counter()
-    figures = args.figures or (str(Path(args.results) / "figures") if args.quick else "figures")
-    committed = Path(args.figures or "figures") / SUMMARY_NAME  # the full protocol's chosen rates
+    if scale.rates_from:  # a derived scale: rates from the committed summary, its runs and figures apart
+        figures, committed = args.figures or f"figures/{scale.name}", Path("figures") / SUMMARY_NAME
+        if args.results == "results":
+            args.results = f"results/{scale.name}"
+    else:
+        figures = args.figures or (str(Path(args.results) / "figures") if args.quick else "figures")
+        committed = Path(args.figures or "figures") / SUMMARY_NAME  # the full protocol's chosen rates
     run_protocol(names, args.scale, args.results, seeds, quick=args.quick, summary_path=committed,
                  quiet=not args.verbose, jobs=jobs)
     _draw(args.results, figures, args.scale, seeds, names)

@@ -287,7 +287,9 @@ def run_protocol(names: list[str] | None = None, scale: str = "embedded", result
             tqdm.write(f"{scale} recipe {name!r} left out: it needs {'; '.join(reasons)}")
     entry: dict[str, Any] = {"scale": scale, "quick": quick, "jobs": jobs, "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     start = time.perf_counter()
-    if not quick:
+    if scale_spec.rates_from:
+        _take_rates(scale_spec, results, summary_path)
+    elif not quick:
         search = tuning_runs(names, scale_spec)
         if search:
             entry["search_runs_trained"] = _todo(search, results)
@@ -303,6 +305,27 @@ def run_protocol(names: list[str] | None = None, scale: str = "embedded", result
     if is_main_process():
         log_session(results, entry)
     return folders
+
+
+def _take_rates(scale: Scale, results: str | Path, summary_path: str | Path | None) -> None:
+    """A scale without a search of its own (``rates_from``): its results folder gets the search
+    record of the scale it derives from, read from that scale's results summary."""
+    target = Path(results) / TUNING_NAME
+    if target.is_file():
+        return
+    try:
+        summary = json.loads(Path(summary_path).read_text()) if summary_path is not None else {}
+    except (OSError, ValueError):
+        summary = {}
+    if summary.get("scale") != scale.rates_from or not (summary.get("tuning") or {}).get("chosen"):
+        raise ValueError(f"the {scale.name} scale takes the learning rates chosen by the {scale.rates_from} protocol, "
+                         f"but {summary_path} is not a {scale.rates_from} results summary with its search; run "
+                         f"`ranklab reproduce --scale {scale.rates_from}` first (or restore figures/results_summary.json)")
+    tuning = dict(summary["tuning"])
+    tuning["taken_from"] = f"{summary_path} (the {scale.rates_from} scale's search)"
+    tuning["rule"] = f"taken from the {scale.rates_from} scale's search: {tuning.get('rule', '')}"
+    if is_main_process():
+        write_json(target, tuning)
 
 
 def run_recipes(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",
