@@ -131,6 +131,9 @@ def _miniature(names: list[str] | None, args: argparse.Namespace, seeds: tuple[i
 
 
 def _figures(args: argparse.Namespace) -> int:
+    if get_scale(args.scale).rates_from:  # a derived scale keeps its runs and figures apart (as reproduce)
+        args.results = f"results/{args.scale}" if args.results == "results" else args.results
+        args.figures = f"figures/{args.scale}" if args.figures == "figures" else args.figures
     _draw(args.results, args.figures, args.scale, parse_seeds(args.seeds))
     return 0
 
