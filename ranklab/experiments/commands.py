@@ -16,7 +16,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     reproduce = subparsers.add_parser(
         "reproduce", help="the protocol at a scale: learning-rate search, every run at every seed "
                           "(finished runs are reused), then the figures, claims and RESULTS.md")
-    reproduce.add_argument("--scale", default="embedded", choices=list(SCALES))
+    reproduce.add_argument("--scale", default="embedded", choices=list(SCALES),
+                           help="embedded: MiniLM-L6 on the offline tasks, CPU (make reproduce); embedded-x4: its "
+                                "runs with 4x the steps at the rates embedded chose (a training-length check); "
+                                "smoke: tiny synthetic (tests); paper: each paper's setting (hub and GPU)")
     reproduce.add_argument("--recipes", default=None,
                            help="comma list of the scale's recipes (default: every one this ranklab can train); "
                                 + "; ".join(f"{name}: {', '.join(recipes_for(scale))}" for name, scale in SCALES.items()))
