@@ -17,7 +17,7 @@ from ..atomic import write_text
 from ..train.records import PREDICTIONS_NAME, RECORD_NAME, load_predictions, load_record, package_versions
 from .embedding_study import study
 from .recipes import CONTROLS, RunSpec, get_scale
-from .runner import ANALYSIS_NAME, PROTOCOL_LOG, config_conflict, is_finished, protocol_runs, run_config, run_folder
+from .runner import ANALYSIS_NAME, PROTOCOL_LOG, is_finished, protocol_runs, run_folder
 from .tuning import TUNING_NAME
 
 SUMMARY_FORMAT = 2
@@ -145,9 +145,7 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
     """The compact summary of every finished reported run of the recipes (what the figures need)."""
     scale_spec = get_scale(scale)
     planned, _ = protocol_runs(names, scale_spec, results, seeds)
-    # a run folder trained with other settings (e.g. another schedule's run of the same id) is not this run
-    runs = [run for run in planned if is_finished(run_folder(results, run))
-            and not config_conflict(run_folder(results, run), run_config(run, results))]
+    runs = [run for run in planned if is_finished(run_folder(results, run))]
     if not runs:
         raise ValueError(f"no finished runs of scale {scale!r} under {results}; run `ranklab reproduce --scale {scale}` first")
     tuning_file = Path(results) / TUNING_NAME
