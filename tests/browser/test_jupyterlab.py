@@ -53,10 +53,11 @@ def lab(tmp_path_factory):
         pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium)")
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(ROOT / "notebooks", root / "notebooks", ignore=shutil.ignore_patterns("outputs", "*.py"))
-    (root / "figures").mkdir()
-    summary = ROOT / "figures" / "results_summary.json"
-    if summary.is_file():
-        shutil.copy(summary, root / "figures" / summary.name)
+    for summary in (ROOT / "figures").glob("**/results_summary.json"):  # the committed results (and the x4 check)
+        target = root / summary.relative_to(ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(summary, target)
+    (root / "figures").mkdir(exist_ok=True)
     settings = root / "lab-settings"
     _quiet_lab_settings(settings)
     port, token = _free_port(), secrets.token_hex(12)
@@ -188,6 +189,9 @@ def test_notebook_runs_all_in_jupyterlab(browser, lab, name):
             _move_lora_sliders(page)
         if name.startswith("02_"):
             _move_emd_sliders(page)
+        if name.startswith("03_") and (ROOT / "figures" / "embedded-x4" / "results_summary.json").is_file():
+            text = page.inner_text(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook")
+            assert "no 4x check for the embedded scale" not in text, "03: the committed 4x-steps check is not shown"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with open(ARTIFACTS / "run_all_seconds.txt", "a") as log:
             log.write(f"{name}\t{state['seconds']:.0f}\n")
