@@ -100,9 +100,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     start = time.perf_counter()
     if scale.rates_from:  # a derived scale: rates from the committed summary, its runs and figures apart
-        figures, committed = args.figures or f"figures/{scale.name}", Path("figures") / SUMMARY_NAME
-        if args.results == "results":
-            args.results = f"results/{scale.name}"
+        args.results, figures = _apart(scale.name, args.results, args.figures)
+        committed = Path("figures") / SUMMARY_NAME
     else:
         figures = args.figures or (str(Path(args.results) / "figures") if args.quick else "figures")
         committed = Path(args.figures or "figures") / SUMMARY_NAME  # the full protocol's chosen rates
@@ -133,10 +132,16 @@ def _miniature(names: list[str] | None, args: argparse.Namespace, seeds: tuple[i
     return 0
 
 
+def _apart(scale: str, results: str, figures: str | None) -> tuple[str, str]:
+    """A derived scale's default folders: results/<scale> and figures/<scale>, apart from the runs and
+    figures of the scale it derives from (whose run ids its runs share)."""
+    return (f"results/{scale}" if results == "results" else results,
+            f"figures/{scale}" if figures in (None, "figures") else figures)
+
+
 def _figures(args: argparse.Namespace) -> int:
-    if get_scale(args.scale).rates_from:  # a derived scale keeps its runs and figures apart (as reproduce)
-        args.results = f"results/{args.scale}" if args.results == "results" else args.results
-        args.figures = f"figures/{args.scale}" if args.figures == "figures" else args.figures
+    if get_scale(args.scale).rates_from:
+        args.results, args.figures = _apart(args.scale, args.results, args.figures)
     _draw(args.results, args.figures, args.scale, parse_seeds(args.seeds))
     return 0
 

@@ -130,7 +130,6 @@ SCALES: dict[str, Scale] = {
 }
 
 
-
 def longer_schedule(scale: Scale, factor: int) -> Scale:
     """``scale`` with ``factor`` x the optimizer steps (evaluation points scaled alike) at the
     learning rates its own search chose: does a verdict depend on the training length?"""

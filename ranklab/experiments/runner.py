@@ -29,7 +29,7 @@ from ..train.records import RECORD_NAME, load_record
 from .analysis import ANALYSIS_FORMAT, analyse_run, InitialState
 from .plan import blocked_reasons, run_waves, runnable_recipes
 from .recipes import RunSpec, Scale, get_scale, recipe_runs, tuning_runs
-from .tuning import TUNING_NAME, choose_learning_rates, learning_rates_from_summary
+from .tuning import TUNING_NAME, choose_learning_rates, learning_rates_from_summary, search_from_summary
 
 ANALYSIS_NAME = "analysis.json"
 PROTOCOL_LOG = "protocol_log.json"  # one entry per `reproduce` session: wall time, runs trained, jobs
@@ -313,15 +313,12 @@ def _take_rates(scale: Scale, results: str | Path, summary_path: str | Path | No
     target = Path(results) / TUNING_NAME
     if target.is_file():
         return
-    try:
-        summary = json.loads(Path(summary_path).read_text()) if summary_path is not None else {}
-    except (OSError, ValueError):
-        summary = {}
-    if summary.get("scale") != scale.rates_from or not (summary.get("tuning") or {}).get("chosen"):
+    tuning = search_from_summary(summary_path, scale.rates_from)
+    if tuning is None:
         raise ValueError(f"the {scale.name} scale takes the learning rates chosen by the {scale.rates_from} protocol, "
                          f"but {summary_path} is not a {scale.rates_from} results summary with its search; run "
                          f"`ranklab reproduce --scale {scale.rates_from}` first (or restore figures/results_summary.json)")
-    tuning = dict(summary["tuning"])
+    tuning = dict(tuning)
     tuning["taken_from"] = f"{summary_path} (the {scale.rates_from} scale's search)"
     tuning["rule"] = f"taken from the {scale.rates_from} scale's search: {tuning.get('rule', '')}"
     if is_main_process():

@@ -39,12 +39,17 @@ def choose_learning_rates(search: list[RunSpec], results: str | Path) -> dict[st
     return {"grid": grid, "seeds": seeds, "rule": RULE, "scores": table, "chosen": chosen, "curves": curves}
 
 
-def learning_rates_from_summary(path: str | Path, scale: str) -> dict[str, float] | None:
-    """The rates chosen by the full protocol, as recorded in a results summary (for ``--quick``)."""
+def search_from_summary(path: str | Path | None, scale: str) -> dict[str, Any] | None:
+    """The learning-rate search of ``scale`` as recorded in a results summary (None: no such record)."""
     try:
-        summary = json.loads(Path(path).read_text())
+        summary = json.loads(Path(path).read_text()) if path is not None else {}
     except (OSError, ValueError):
         return None
-    if summary.get("scale") != scale or "tuning" not in summary:
-        return None
-    return {key: float(lr) for key, lr in summary["tuning"]["chosen"].items()}
+    tuning = summary.get("tuning") if summary.get("scale") == scale else None
+    return tuning if tuning and tuning.get("chosen") else None
+
+
+def learning_rates_from_summary(path: str | Path, scale: str) -> dict[str, float] | None:
+    """The rates chosen by the full protocol, as recorded in a results summary (for ``--quick``)."""
+    tuning = search_from_summary(path, scale)
+    return None if tuning is None else {key: float(lr) for key, lr in tuning["chosen"].items()}

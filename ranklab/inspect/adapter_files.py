@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..adapters import AdapterLayer, config_from_dict, get_method
+from ..train.records import ADAPTER_DIR
 from .factors import default_selectors, module_factors
 
 PEFT_CONFIG = "adapter_config.json"
@@ -67,9 +68,6 @@ class SavedAdapter:
     skipped: dict[str, str] = field(default_factory=dict)  # module -> why it is not in the report
 
 
-RUN_ADAPTER_DIR = "adapter"  # where ranklab's trainer saves a run's adapter inside its output folder
-
-
 def read_adapter(path: str | Path) -> SavedAdapter:
     """A PEFT LoRA/AdaLoRA or ranklab adapter folder (or a ranklab run folder, whose ``adapter/``
     is read), read without its base model."""
@@ -82,7 +80,7 @@ def read_adapter(path: str | Path) -> SavedAdapter:
         return _read_ranklab(path)
     if (path / PEFT_CONFIG).is_file():
         return _read_peft(path)
-    run_adapter = path / RUN_ADAPTER_DIR
+    run_adapter = path / ADAPTER_DIR
     if (run_adapter / RANKLAB_CONFIG).is_file() or (run_adapter / PEFT_CONFIG).is_file():
         return read_adapter(run_adapter)  # a run folder of `ranklab train --output`: its adapter
     raise ValueError(f"{path} is not a saved adapter: it has neither {PEFT_CONFIG} (PEFT save_pretrained, "

@@ -35,7 +35,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .causal_lm import completion_loss, completion_predictions
 from .evaluation import evaluate_tasks, predict_tasks, predicted_labels, task_metrics
-from .records import PREDICTIONS_FORMAT, PREDICTIONS_NAME, RECORD_FORMAT, RECORD_NAME, package_versions
+from .records import ADAPTER_DIR, PREDICTIONS_FORMAT, PREDICTIONS_NAME, RECORD_FORMAT, RECORD_NAME, package_versions
 from .runtime import MethodRuntime, runtime_for
 from .setup import optimizer_groups, task_loss
 from .tasks import TaskData, check_objective, collate, epoch_plan, prepare_tasks
@@ -158,7 +158,7 @@ class Trainer:
         if self.config.overwrite and self.accelerator.is_main_process:
             for path in ours + [self.output / PREDICTIONS_NAME]:
                 path.unlink(missing_ok=True)
-            shutil.rmtree(self.output / "adapter", ignore_errors=True)
+            shutil.rmtree(self.output / ADAPTER_DIR, ignore_errors=True)
         self.accelerator.wait_for_everyone()  # no process starts while the main one clears the folder
 
     def _plan(self, epoch: int) -> list[tuple[int, list[int]]]:
@@ -382,8 +382,8 @@ class Trainer:
         record.update(status="completed", steps=self.step, stopped_early=self.stopped_early,
                       wall_time_s=self._wall_time())
         if self.output is not None and self.accelerator.is_main_process:
-            self.runtime.save(self.output / "adapter", extra={"tasks": record["tasks"], "best": record["best"]})
-            record["adapter_path"] = "adapter"
+            self.runtime.save(self.output / ADAPTER_DIR, extra={"tasks": record["tasks"], "best": record["best"]})
+            record["adapter_path"] = ADAPTER_DIR
             if predictions is not None:  # per-example test predictions, for paired comparisons
                 write_json(self.output / PREDICTIONS_NAME, predictions)
                 record["predictions_path"] = PREDICTIONS_NAME
