@@ -50,15 +50,25 @@ def test_every_method_trains_a_causal_lm(method, family):
 
 @pytest.mark.parametrize("method", ["emd", "mor"])
 def test_causal_lm_learns_the_completion(method, monkeypatch):
-    """The completion names the prompt's class: above the majority rate (about 0.5) only by reading
-    the prompt; the other completion tokens and EOS are learnt almost perfectly."""
-    monkeypatch.setitem(BUILD, "gpt2", lambda seed=0: init_tied_embeddings(build_tiny_gpt2(seed=seed)))
-    result = run(method, "gpt2", tasks=[synthetic_completion_task(n_train=512)], max_steps=150, eval_every=50,
-                 batch_size=32, lr=2e-2)
-    evals, test = result.record["evals"], result.record["test"]["synthetic_lm"]
-    assert test["exact_match"] > 0.6 and test["token_accuracy"] > 0.85
-    assert evals[-1]["train_loss"] < 0.6 * evals[0]["train_loss"]
-    assert test["perplexity"] == pytest.approx(math.exp(test["loss"]))
+    """The completion names the prompt's class: exact match above the majority rate (0.5) only by
+    reading the prompt; the other completion tokens and EOS are learnt almost perfectly.
+
+    Robust on any CPU: one tiny random GPT-2 is a lottery (at lr 2e-2 and 150 steps its exact match
+    was 0.86 with one BLAS and 0.50 with another); the median over three backbones at a calmer rate
+    and 400 steps sat at 0.82-0.90 (min 0.75) with AVX512, AVX2 and 1 or 2 threads, against a bar of
+    0.7 that is 6 standard errors above chance on 256 test rows."""
+    results = []
+    for seed in range(3):
+        monkeypatch.setitem(BUILD, "gpt2", lambda seed=0, s=seed: init_tied_embeddings(build_tiny_gpt2(seed=s)))
+        results.append(run(method, "gpt2", tasks=[synthetic_completion_task(n_train=512, n_eval=256)],
+                           max_steps=400, eval_every=50, batch_size=32, lr=5e-3))
+    tests = [r.record["test"]["synthetic_lm"] for r in results]
+    assert sorted(t["exact_match"] for t in tests)[1] > 0.7
+    assert sorted(t["token_accuracy"] for t in tests)[1] > 0.85
+    for result, test in zip(results, tests):
+        evals = result.record["evals"]
+        assert evals[-1]["train_loss"] < 0.3 * evals[0]["train_loss"]
+        assert test["perplexity"] == pytest.approx(math.exp(test["loss"]))
 
 
 def test_gradient_accumulation_is_normalised_per_token():
