@@ -1,24 +1,28 @@
 # ranklab: `make reproduce` (set-up + main job), `make test` (set-up + tests).
 # Both create or reuse a local virtual environment in $(VENV) and install into it.
 # TORCH_SPEC picks the torch build: plain `torch` by default; CI sets torch==2.13.0 (CPU build).
+# CONSTRAINTS pins every package to the versions the tests and the committed results were made with
+# (constraints.txt, written by `make lock`); `make setup CONSTRAINTS=` installs from pyproject's ranges.
 PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch
 PYTEST_ARGS ?=
+CONSTRAINTS ?= constraints.txt
+PIP_PINS   := $(if $(CONSTRAINTS),-c $(CONSTRAINTS),)
 BIN        := $(VENV)/bin
 STAMP      := $(VENV)/.ranklab-installed
 
 SCALE      ?= embedded
 
-.PHONY: setup run reproduce quick figures demo bench test test-slow test-dist test-browser lab clean-venv
+.PHONY: setup run reproduce quick figures demo bench test test-slow test-dist test-browser lab clean-venv lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --upgrade pip $(PIP_PINS)
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)" $(PIP_PINS)
+	$(BIN)/python -m pip install --quiet -e ".[dev]" $(PIP_PINS)
 	-$(BIN)/nbstripout --install --attributes .gitattributes 2>/dev/null
 	$(BIN)/python -m ranklab.labsetup
 	touch $(STAMP)
@@ -64,3 +68,15 @@ lab: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Refresh the lock: the newest versions pyproject.toml allows, in a fresh .venv-latest, written to
+# constraints.txt (torch without its local build label, so a CUDA or CPU build both match), then the
+# test suite against them.  Commit constraints.txt when it is green.
+LATEST := .venv-latest
+lock:
+	rm -rf $(LATEST)
+	$(MAKE) setup VENV=$(LATEST) CONSTRAINTS=
+	{ echo "# The versions the tests and the committed results were made with (make lock; Python $$($(LATEST)/bin/python -c 'import platform; print(platform.python_version())'))."; \
+	  $(LATEST)/bin/python -m pip freeze --exclude-editable | sed -E 's/^(torch[a-z]*==[^+]*)\+.*/\1/'; } > constraints.txt.tmp
+	mv constraints.txt.tmp constraints.txt
+	$(MAKE) test VENV=$(LATEST)

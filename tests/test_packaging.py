@@ -61,3 +61,43 @@ def test_cli_unknown_method_is_a_clean_error():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "unknown method 'nope'; registered methods:" in result.stderr and "Traceback" not in result.stderr
+
+
+def _pins() -> dict[str, str]:
+    """constraints.txt: canonical name -> pinned version."""
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version and not set(version) & set("<>=!~*, "), f"not an exact pin: {line!r}"
+            pins[_name(name)] = version
+    return pins
+
+
+def test_the_lock_pins_every_dependency_of_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["dev"]}
+    pins = _pins()
+    assert declared - set(pins) == set()
+    assert "+" not in pins["torch"]  # no local build label: the CPU and the CUDA build both satisfy it
+    assert "ranklab" not in pins  # the project itself is installed from the work tree
+
+
+def test_setup_installs_from_the_lock_by_default():
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^CONSTRAINTS \?= constraints\.txt$", makefile, re.M)
+    install_lines = [line for line in makefile.splitlines() if "pip install" in line and "$(BIN)" in line]
+    assert install_lines and all("$(PIP_PINS)" in line for line in install_lines)
+    readme = (ROOT / "README.md").read_text()
+    assert "constraints.txt" in readme and "make lock" in readme
+
+
+def test_the_pins_satisfy_pyproject_ranges():
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _pins()
+    for line in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        requirement = Requirement(line)
+        assert requirement.specifier.contains(pins[_name(requirement.name)], prereleases=True), line
