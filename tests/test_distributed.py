@@ -144,3 +144,29 @@ def test_causal_lm_mor_under_two_processes_equals_one_process(tmp_path):
         assert x["metrics"]["trec_lm"]["loss"] == pytest.approx(y["metrics"]["trec_lm"]["loss"], rel=1e-4)
     assert two["test"]["trec_lm"]["loss"] == pytest.approx(one["test"]["trec_lm"]["loss"], rel=1e-4)
     assert not [p.name for p in (tmp_path / "two").iterdir() if p.name.startswith(".")]  # nothing half-written
+
+
+EXIT_SCRIPT = """
+import torch, torch.distributed as dist
+from ranklab.distributed import is_main_process
+is_main_process()  # ranklab's first use of Accelerate's state: creates the gloo process group
+tensor = torch.ones(4)
+for _ in range(20):
+    dist.all_reduce(tensor)
+assert tensor[0].item() == 2 ** 20
+"""
+
+
+def test_processes_exit_without_aborting(tmp_path):
+    """Without ranklab's exit hook (ranklab.distributed.destroy_process_group_at_exit) the gloo
+    process group outlived the interpreter and this script aborted with "terminate called without
+    an active exception" in 4 of 10 torchrun runs (a bare all_reduce script: 24 of 30): ten clean
+    runs in a row would happen by chance less than once in 100 without the hook."""
+    script = tmp_path / "exit_check.py"
+    script.write_text(EXIT_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    for _ in range(10):
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                   "--master_port", str(next(PORT)), str(script)]
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "terminate called" not in result.stderr, result.stderr[-2000:]
