@@ -34,6 +34,7 @@ from spectra_bench import build as build_spectra_model
 
 import ranklab  # noqa: E402
 from ranklab.adapters.mor import mor_loop_reference  # noqa: E402
+from ranklab.hardware import describe, hardware_info, native_bf16  # noqa: E402
 from ranklab.inspect import module_spectrum  # noqa: E402
 
 
@@ -287,8 +288,9 @@ def main() -> None:
     args = parser.parse_args()
     batch = make_batch(args.batch, args.seq)
     header = [
+        f"hardware: {describe(hardware_info())}; native bf16: {'yes' if native_bf16() else 'no'}",
         f"device {DEVICE.type}, torch threads {torch.get_num_threads()}, torch {torch.__version__}, "
-        f"ranklab {ranklab.__version__}, {platform.processor() or platform.machine()}; "
+        f"ranklab {ranklab.__version__}, {platform.machine()}; "
         f"batch {args.batch} x {args.seq} tokens, MiniLM-L6 shapes, medians of {args.repeats}",
         "ratio: median of a over median of b; IQR: interquartile range of the per-pair ratios a_i / b_i; "
         "'spread crosses goal': the IQR contains the goal, so the median alone cannot say",

@@ -83,7 +83,7 @@ def test_attention_implementation_is_chosen_and_checked():
 
 def test_embedded_scale_uses_bf16_only_where_it_is_native():
     from ranklab.experiments.recipes import get_scale
-    from ranklab.train.config import native_bf16
+    from ranklab.hardware import native_bf16
 
     train = get_scale("embedded").train
     assert train["mixed_precision"] == ("bf16" if native_bf16() else "no")
@@ -159,3 +159,22 @@ def test_tiny_llama_classifies_padded_pairs_and_takes_mor_on_its_ffn():
         alone = model(**pair).logits
         together = model(**padded).logits
     torch.testing.assert_close(together[0], alone[0], rtol=1e-4, atol=1e-5)
+
+
+def test_without_native_bf16_the_embedded_scale_trains_in_fp32_and_says_so_once(tmp_path):
+    """RANKLAB_BF16=off stands in for a CPU without AMX / AVX512-BF16 (the scales read it at import)."""
+    import subprocess
+    import sys
+
+    code = ("from ranklab.experiments.commands import _say_precision\n"
+            "from ranklab.experiments.recipes import get_scale\n"
+            "scale = get_scale('embedded')\n"
+            "print(scale.train['mixed_precision'], 'fp32' in scale.description)\n"
+            "_say_precision(scale); _say_precision(get_scale('smoke'))\n")
+    env = {**__import__("os").environ, "RANKLAB_BF16": "off"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.strip().splitlines()
+    assert lines[0] == "no True" and len(lines) == 2
+    assert "no native bf16 here, so the embedded scale trains in fp32" in lines[1]
+    assert "RANKLAB_BF16=off" in lines[1]

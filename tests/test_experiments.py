@@ -192,6 +192,12 @@ def test_figures_and_tables_show_the_derived_numbers(protocol, tmp_path):
     assert session["search_runs_trained"] + session["runs_trained"] == trained and session["total_s"] > 0
     assert f"Protocol wall time: {session['total_s'] / 60:.1f} min in 1 session(s)" in markdown
     assert "84.00" in markdown  # the paper's multi-task router average beside ours
+    from ranklab.hardware import hardware_info
+
+    (machine, count), = summary["hardware"].items()  # every run trained here, named with its threads
+    assert count == len(summary["runs"]) and machine.startswith(hardware_info()["cpu"])
+    assert f"Hardware (runs): {machine} ({count})." in markdown and machine.endswith("fp32")
+    assert tables.results_markdown({**summary, "hardware": None}, derived).count("Hardware: not recorded") == 1
 
 
 def test_claims_are_judged_from_paired_predictions():

@@ -230,3 +230,41 @@ def test_warmup_steps_override_the_ratio(monkeypatch):
     assert rates[1:] == pytest.approx([2.5e-3, 5e-3, 7.5e-3, 1e-2, 5e-3, 0.0])
     with pytest.raises(ValueError, match="warmup_steps must be an int >= 0"):
         TrainConfig(warmup_steps=-1)
+
+
+def test_a_run_that_dies_while_saving_says_so_and_resumes(tmp_path, monkeypatch, capsys):
+    """A save that fails (e.g. safetensors on tied tensors) leaves status "failed" with the reason,
+    never "running"; the protocol counts it as not done and --resume finishes it from its checkpoint."""
+    from ranklab.experiments.runner import run_status
+    import ranklab.train.runtime as runtime
+
+    def tied_tensors(*args, **kwargs):
+        raise RuntimeError("Some tensors share memory, this will lead to duplicate memory on disk")
+
+    monkeypatch.setattr(runtime, "save_adapters", tied_tensors)
+    folder = tmp_path / "runs" / "tied"
+    with pytest.raises(RuntimeError, match="share memory"):
+        run(folder, epochs=1)
+    record = json.loads((folder / "record.json").read_text())
+    assert record["status"] == "failed" and record["failed_at_step"] == record["total_steps"] == 16
+    assert record["error"].startswith("RuntimeError: Some tensors share memory")
+    assert run_status(folder, needs_analysis=False) == "todo"
+    assert main(["results", str(tmp_path / "runs")]) == 0
+    assert "tied: failed: RuntimeError: Some tensors share memory" in capsys.readouterr().out
+    monkeypatch.undo()
+    resumed = run(folder, epochs=1, resume=True)
+    record = json.loads((folder / "record.json").read_text())
+    assert record["status"] == "completed" and "error" not in record and (folder / "adapter").is_dir()
+    assert record["evals"] == resumed.record["evals"] and len(record["evals"]) == 1  # not trained again
+
+
+def test_records_name_the_hardware_and_the_precision_used(tmp_path, monkeypatch):
+    from ranklab.hardware import describe
+
+    monkeypatch.setenv("RANKLAB_BF16", "off")
+    record = run(tmp_path / "run", epochs=1).record
+    hardware = record["hardware"]
+    assert hardware["precision"] == "fp32" and hardware["native_bf16"] is False and hardware["bf16_forced_off"]
+    assert hardware["threads"] == torch.get_num_threads() and hardware["cpu"]
+    assert hardware["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "RANKLAB_BF16=off" in describe(hardware) and describe(hardware).endswith("fp32")

@@ -98,6 +98,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    _say_precision(scale)
     start = time.perf_counter()
     if scale.rates_from:  # a derived scale: rates from the committed summary, its runs and figures apart
         args.results, figures = _apart(scale.name, args.results, args.figures)
@@ -110,6 +111,16 @@ def _reproduce(args: argparse.Namespace) -> int:
     _draw(args.results, figures, args.scale, seeds, names)
     print(f"reproduce ({args.scale}{', quick' if args.quick else ''}) finished in {time.perf_counter() - start:.0f} s")
     return 0
+
+
+def _say_precision(scale: Any) -> None:
+    """Once per `reproduce`: on hardware without native bf16 a scale that would use it trains in fp32."""
+    from ..hardware import describe, hardware_info, native_bf16
+
+    if scale.synthetic or native_bf16() or scale.train.get("mixed_precision") != "no":
+        return
+    print(f"{describe(hardware_info())}: no native bf16 here, so the {scale.name} scale trains in fp32; "
+          "a results folder trained in bf16 is refused, never mixed with these runs")
 
 
 def _plan(names: list[str] | None, scale: Any, seeds: tuple[int, ...] | None) -> int:

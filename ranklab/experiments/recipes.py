@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..train import TrainConfig
-from ..train.config import native_bf16
+from ..hardware import native_bf16
 
 ALPHA = 16.0
 

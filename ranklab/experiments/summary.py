@@ -88,6 +88,17 @@ def run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
     }
 
 
+def _hardware(folders: list[Path]) -> dict[str, int]:
+    """How many runs were trained on each machine (``ranklab.hardware.describe`` of its record)."""
+    from ..hardware import describe
+
+    counts: dict[str, int] = {}
+    for folder in folders:
+        text = describe(load_record(folder / RECORD_NAME).get("hardware") or {})
+        counts[text] = counts.get(text, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
 def _labels(folders: list[Path]) -> dict[str, str | list]:
     """Test labels per task, from the first run that has them (offline and GLUE test splits are
     fixed, so they are the same for every run; a run whose labels differ keeps its own)."""
@@ -161,7 +172,7 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
     return {
         "format": SUMMARY_FORMAT, "scale": scale, "description": scale_spec.description,
         "seeds": {run.recipe: sorted({r.seed for r in runs if r.recipe == run.recipe}) for run in runs},
-        "planned_runs": len(planned), "versions": package_versions(),
+        "planned_runs": len(planned), "versions": package_versions(), "hardware": _hardware(folders),
         "tuning": json.loads(tuning_file.read_text()) if tuning_file.is_file() else None,
         "sessions": _sessions(results, scale),
         "labels": labels,

@@ -133,6 +133,14 @@ def _declared(scale: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _hardware_text(hardware: dict[str, int] | None) -> list[str]:
+    """Where the runs were trained: CPU, its bf16 support, PyTorch's kernel level, threads, precision."""
+    if not hardware:
+        return ["Hardware: not recorded in this summary (its runs were trained before records named the "
+                "machine; the precision is in the description above).", ""]
+    return ["Hardware (runs): " + "; ".join(f"{text} ({n})" for text, n in hardware.items()) + ".", ""]
+
+
 def _sessions_text(sessions: list[dict[str, Any]]) -> list[str]:
     """Wall time of the `ranklab reproduce` sessions that trained these results."""
     full = [s for s in sessions if not s.get("quick")]
@@ -152,6 +160,7 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
     parts = [f"# ranklab results ({scale} scale)", "", summary["description"], "",
              f"{len(summary['runs'])} reported runs ({wall / 60:.0f} min of training and evaluation, "
              f"{wall / len(summary['runs']):.0f} s per run on average).", ""]
+    parts += _hardware_text(summary.get("hardware"))
     parts += _sessions_text(summary.get("sessions") or [])
     tuning = tuning_frame(summary)
     if tuning is not None:

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+
 ADALORA = "adalora"  # PEFT's AdaLoRA; not a ranklab registry method
 SAMPLING = ("proportional", "uniform", "temperature", "softmax")  # ranklab.data.multitask.STRATEGIES
 PRECISIONS = ("no", "fp16", "bf16")
@@ -16,19 +17,6 @@ OBJECTIVES = ("classification", "causal-lm")  # ranklab.data.tasks.OBJECTIVES
 TRACKERS = ("tensorboard",)
 # Options that change how a run is executed, not what it computes (ignored when resuming).
 RUN_OPTIONS = ("resume", "overwrite", "quiet", "output", "report_to", "log_every")
-
-
-def native_bf16() -> bool:
-    """Whether bf16 autocast runs natively here: a CUDA GPU with bf16, or a CPU with AMX /
-    AVX512-BF16 (oneDNN's check).  Elsewhere bf16 is emulated and slower than fp32."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.is_bf16_supported()
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def known_methods() -> list[str]:

@@ -21,7 +21,8 @@ from torch import nn
 
 from ..atomic import write_json
 from ..context import continuing_step, use_task
-from ..distributed import cpu_processes, micro_batches, share
+from ..distributed import cpu_processes, destroy_process_group_at_exit, micro_batches, share
+from ..hardware import hardware_info
 from .checkpoint import (
     CHECKPOINT_NAME,
     check_output_folder,
@@ -117,6 +118,7 @@ class Trainer:
         self.config, self.tasks, self.collator, self.callbacks = config, tasks, collator, list(callbacks)
         self.output = Path(config.output) if config.output else None
         _allow_new_precision(config.mixed_precision)
+        destroy_process_group_at_exit()
         # several processes: a multi-task step leaves the other tasks' heads unused, which DDP must allow
         ddp = DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=[ddp],
@@ -176,6 +178,7 @@ class Trainer:
             "params": params, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
             "evals": [], "best": None, "test": None, "rank_history": [], "steps": 0,
             "stopped_early": False, "wall_time_s": 0.0, "versions": package_versions(),
+            "hardware": hardware_info(str(self.accelerator.mixed_precision)),
         }
 
     # --- one step ---------------------------------------------------------------------------
@@ -292,6 +295,9 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         self.runtime.load_state(state.get("runtime", state.get("allocator")))  # older checkpoints: "allocator"
         self.step, self.best_state, self.record = state["step"], state["best_state"], state["record"]
+        for key in ("error", "failed_at_step"):  # a failed run tried again: it is running now
+            self.record.pop(key, None)
+        self.record["status"] = "running"
         self.bad_evals, self.stopped_early, self.elapsed = state["bad_evals"], state["stopped_early"], state["elapsed"]
         per_process = state.get("rng_per_process")
         same_world = per_process is not None and len(per_process) == self.accelerator.num_processes
@@ -303,6 +309,24 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------
     def fit(self) -> RunResult:
+        try:
+            return self._fit()
+        except Exception as error:
+            self._record_failure(error)
+            raise
+
+    def _record_failure(self, error: Exception) -> None:
+        """A run that dies (in training, evaluation or while saving) leaves a record saying so and
+        why, never one that says "running"; its checkpoint stays, so ``resume`` tries again from it."""
+        if self.output is None or not self.accelerator.is_main_process:
+            return
+        self.record.update(status="failed", error=f"{type(error).__name__}: {error}", failed_at_step=self.step)
+        try:
+            write_json(self.output / RECORD_NAME, self.record)
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            pass
+
+    def _fit(self) -> RunResult:
         from tqdm.auto import tqdm
 
         self.started = time.perf_counter()
