@@ -80,6 +80,15 @@ def run_status(folder: Path, needs_analysis: bool = True) -> str:
     return "finished" if analysis.get("format") == ANALYSIS_FORMAT else "stale"
 
 
+def _failure(folder: Path) -> str | None:
+    """Why the run in ``folder`` failed, if its record says it did."""
+    try:
+        record = load_record(folder / RECORD_NAME)
+    except (ValueError, OSError):
+        return None
+    return record.get("error", "no reason recorded") if record.get("status") == "failed" else None
+
+
 def is_finished(folder: Path, needs_analysis: bool = True) -> bool:
     """A run counts as done once its record says completed and (for reported runs) its analysis is current."""
     return run_status(folder, needs_analysis) == "finished"
@@ -115,6 +124,9 @@ def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True,
     """Train (or resume) one run, then save its analysis (reported runs); returns the record."""
     folder = run_folder(results, run)
     resume = (folder / CHECKPOINT_NAME).exists() or (folder / RECORD_NAME).exists()
+    failed = _failure(folder)
+    if failed:
+        tqdm.write(f"  {run.run_id} failed earlier ({failed}); trying again from its last checkpoint")
     config = replace(run_config(run, results), output=str(folder), resume=resume, overwrite=False, quiet=quiet)
     inputs = _synthetic_inputs(config) if scale.synthetic else {}
     initial = InitialState()

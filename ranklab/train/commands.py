@@ -187,7 +187,12 @@ def run_results(args: argparse.Namespace) -> int:
     if table.empty:
         print(f"no results records under {args.folder}")
         return 1
+    errors = table.pop("error") if "error" in table else None
     print(table.to_string(index=False))
+    if errors is not None:
+        for run, status, error in zip(table["run"], table["status"], errors):
+            if isinstance(error, str) and error:
+                print(f"{run}: {status}: {error} (pass --resume to `ranklab train` to try again from its checkpoint)")
     return 0
 
 

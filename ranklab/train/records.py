@@ -73,6 +73,8 @@ def _row(folder: Path | None, record: dict[str, Any]) -> dict[str, Any]:
         main = record["main_metrics"][task]
         row[f"test {task}/{main}"] = metrics.get(main)
     row["wall_time_s"] = round(record.get("wall_time_s", 0.0), 1)
+    if record.get("error"):  # a failed run: why (ranklab results prints it below the table too)
+        row["error"] = record["error"]
     return row
 
 
