@@ -25,7 +25,7 @@ from ..adapters.rank_router import MORE_OPTIONS
 from ..backbones import BACKBONES
 from ..train import TrainConfig
 from . import paper_settings as ps
-from .recipes import CONTROLS, RunSpec, Scale
+from .recipes import RunSpec, Scale
 
 TABLE1_METHODS = {"LoRA r=8": ("lora", {"r": 8}), "EMD a=4, b=12": ("emd", {"a": 4, "b": 12})}
 # DECISION: EMD runs with LoRA's scripts (the seed paper gives no EMD schedule; EMD is a LoRA of the
@@ -43,7 +43,7 @@ MULTI_TASK_METHODS = {
     "MoR 8 experts": ("mor", {"n_experts": 8, "r": 8}),
     "MoELoRA 8x r=2": ("moelora", {"n_experts": 8, "r": 2}),
     # the contrastive on/off ablation; the embedding study (Fig. 2) reads it from this recipe
-    next(iter(CONTROLS)): ("rank_router", {"r": 16, **MORE_OPTIONS, "contrastive_weight": 0.0}),
+    f"{ROUTER}, no contrastive loss": ("rank_router", {"r": 16, **MORE_OPTIONS, "contrastive_weight": 0.0}),
 }
 # MoRE's ablations, each against multi_task's router (reused, not retrained), one change at a time.
 ABLATIONS = {

@@ -16,7 +16,8 @@ import numpy as np
 from ..atomic import write_text
 from ..train.records import PREDICTIONS_NAME, RECORD_NAME, load_predictions, load_record, package_versions
 from .embedding_study import study
-from .recipes import CONTROLS, RunSpec, get_scale
+from .paper_recipes import ROUTER as PAPER_ROUTER
+from .recipes import ROUTER_LABEL, RunSpec, get_scale
 from .runner import ANALYSIS_NAME, PROTOCOL_LOG, is_finished, protocol_runs, run_folder
 from .tuning import TUNING_NAME
 
@@ -24,8 +25,8 @@ SUMMARY_FORMAT = 2
 REPORT_COLUMNS = ("name", "layer", "module", "task", "effective_rank", "stable_rank", "energy_rank", "sigma_1",
                   "delta_fro")
 ROUTER_COLUMNS = ("name", "layer", "module", "task", "chosen_rank")
-ROUTER_LABEL = "Rank router r<=16"  # the run label of the task-embedding study and its control
-CONTROL_LABEL = next(iter(CONTROLS))
+# the run labels of the task-embedding study's router (embedded and smoke scales; the paper scale)
+ROUTER_LABELS = (ROUTER_LABEL, PAPER_ROUTER)
 
 
 # --- compact per-example predictions ----------------------------------------------------------
@@ -132,8 +133,10 @@ def _tables(folders: list[Path], key: str) -> dict[tuple[int, str], np.ndarray]:
 def embedding_studies(runs: list[RunSpec], results: str | Path) -> dict[str, Any]:
     """The study for the router (trained and at initialisation) and for its no-contrastive control."""
     out = {}
-    for name, label, key in (("trained", ROUTER_LABEL, "trained"), ("initial", ROUTER_LABEL, "initial"),
-                             ("no_contrastive", CONTROL_LABEL, "trained")):
+    router = next((label for label in ROUTER_LABELS if any(r.label == label for r in runs)), ROUTER_LABEL)
+    control = f"{router}, no contrastive loss"
+    for name, label, key in (("trained", router, "trained"), ("initial", router, "initial"),
+                             ("no_contrastive", control, "trained")):
         picked = [r for r in runs if r.label == label and r.recipe == "multi_task"]
         tables = _tables([run_folder(results, r) for r in picked], key)
         if len(tables) >= 2:
