@@ -76,10 +76,11 @@ show(figs.fig_lr_search(summary), "lr_search")
 
 # %% [markdown]
 # ## 2. Our numbers beside the paper's
-# Bars: mean over seeds of the main metric on each task's full test split; whiskers: 95%
-# bootstrap interval (seeds and test examples); dots: the seeds. The panel on the right holds
-# the paper's GLUE averages with RoBERTa: a different backbone, different tasks and a much
-# larger budget, so compare orderings, not values.
+# Large dots: mean over seeds of the main metric on each task's full test split; whiskers: the
+# 95% Student-t interval over seeds; small dots: the seeds (a red x: a seed at chance on that
+# task); dashed: the majority class. The panel on the right holds every paper number with its
+# method (GLUE averages with RoBERTa: a different backbone, different tasks and a much larger
+# budget, so compare orderings, not values).
 
 # %%
 display(Markdown(tables.markdown_table(tables.results_frame(summary, derived, "single_task"))))
@@ -87,10 +88,15 @@ show(figs.fig_results(summary, "single_task", derived), "single_task_results")
 
 # %% [markdown]
 # ## 3. What the runs say about the paper's claims
-# Each claim is a paired difference B − A (same seeds, same test examples). *Reproduced* means
-# the 95% interval lies above zero, *contradicted* below zero; otherwise the runs cannot tell,
-# and the minimal detectable effect (MDE) says how large a true difference this design would
-# find. The grey band in the figure is ± MDE; the diamond is the paper's difference.
+# Each claim is a paired difference B − A: per seed on the same test examples, then the mean of
+# the per-seed differences with a 95% Student-t interval over seeds (a claim is about what a new
+# seed gives). *Reproduced* means the interval lies above zero, *contradicted* below zero;
+# *paper's effect ruled out* means it contains zero but ends below the paper's difference (the
+# data exclude an effect as large as the paper's); otherwise *inconclusive*, and the minimal
+# detectable effect (MDE, noncentral t) says how large a true difference this design would find.
+# A claim with a seed at chance on either side is *confounded by collapse*. Holm's correction
+# across all claims stands beside. The grey band is ± MDE, the thin line the Holm interval, the
+# diamond the paper's difference.
 
 # %%
 display(Markdown(tables.markdown_table(tables.claims_frame(derived, "single_task", summary))))
@@ -98,8 +104,9 @@ show(figs.fig_claims(summary, derived), "claims")
 
 # %% [markdown]
 # ## 4. Did training run long enough?
-# Validation score every few steps, mean over the seeds (band: min to max). Where the curves
-# are flat at the end, more steps would not change the comparison much.
+# Validation score every few steps, mean over the seeds (band: min to max); a collapsed seed
+# is drawn on its own, dashed, never averaged in. Where the curves are flat at the end, more
+# steps would not change the comparison much.
 
 # %%
 show(figs.fig_learning_curves(summary), "learning_curves")

@@ -60,9 +60,11 @@ def show(fig, name):
 
 # %% [markdown]
 # ## 1. Per-task results beside the paper's
-# Mean over seeds on each task's full test split, 95% interval, one dot per seed; MCC for SMS
-# spam (imbalanced), accuracy elsewhere. The control run (router without its contrastive loss)
-# has no paper number.
+# Mean over seeds on each task's full test split, 95% t-interval over seeds, one dot per seed
+# (a red x: at chance on that task); MCC for SMS spam (imbalanced) on its own axis, accuracy
+# elsewhere, the majority class dashed. The router is budget-matched to LoRA r=16 (r = 8: its
+# task embeddings and gate cost parameters too). The control run (router without its
+# contrastive loss) has no paper number.
 
 # %%
 display(Markdown(tables.markdown_table(tables.results_frame(summary, derived, "multi_task"))))
@@ -70,10 +72,11 @@ show(figs.fig_results(summary, "multi_task", derived), "multi_task_results")
 
 # %% [markdown]
 # ## 2. The paper's claims, paired
-# Same seeds and test examples for both sides of every difference; *inconclusive* means the
-# 95% interval contains zero. "Seeds at chance" counts the runs that collapsed to the majority
-# class (MCC below 0.1 on at least half of the tasks): a difference between a side that
-# collapsed and one that did not measures training stability at the chosen rate, not capacity.
+# Same seeds and test examples for both sides of every difference, a t-interval over the
+# per-seed differences; *inconclusive* means the 95% interval contains zero. "Seeds at chance"
+# names each side's seeds with a task at chance (MCC below 0.1): such a claim is *confounded by
+# collapse*, since the difference then measures training stability at the chosen rate, not
+# capacity.
 
 # %%
 display(Markdown(tables.markdown_table(tables.claims_frame(derived, "multi_task", summary))))

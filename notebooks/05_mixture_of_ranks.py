@@ -113,11 +113,12 @@ with torch.no_grad():
 
 # %% [markdown]
 # ## 4. MoR in the multi-task protocol
-# The mean router weight per expert for each task's tokens (last layer), and the paired
-# comparisons: MoR (8 experts, shared rank 8) against LoRA r=8 and against MoELoRA (8 experts of
-# rank 2, about 1.25 times MoR's parameters). *Inconclusive* means the 95% interval contains 0;
-# "seeds at chance" counts each side's runs that collapsed to the majority class, and a
-# difference against a collapsed side measures training stability, not capacity.
+# The mean router weight per expert for each task's tokens (last layer, mean over the seeds
+# that did not collapse), and the paired comparisons: MoR (8 experts, shared rank 8) against
+# LoRA r=8 (the same rank), and MoR with shared rank 18 against MoELoRA (8 experts of rank 3) at
+# the MoR paper's budget ratio (93.5% of MoELoRA's parameters; the paper: 93.93%).
+# *Inconclusive* means the 95% t-interval contains 0; a side with a seed at chance makes the
+# claim *confounded by collapse*: the difference then measures training stability, not capacity.
 
 # %%
 summary = notebook_results(["multi_task"], scale, train=train or smoke, results_dir=results_dir,

@@ -15,7 +15,81 @@ from .plots import heatmap
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 HATCHES = ("", "//", "..", "xx", "\\\\", "--", "oo", "++")
-VERDICT_COLOURS = {"reproduced": "#009E73", "contradicted": "#D55E00", "inconclusive": "#7f7f7f"}
+VERDICT_COLOURS = {"reproduced": "#009E73", "contradicted": "#D55E00", "paper's effect ruled out": "#0072B2",
+                   "inconclusive": "#7f7f7f", "confounded by collapse": "#CC79A7"}
+COLLAPSED = dict(marker="x", color="#D55E00", s=22, linewidths=1.2, zorder=4)  # a seed at chance
+
+
+def plot_dot_intervals(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], panels: Sequence[tuple[str, Sequence[str]]],
+                       title: str, chance: Mapping[str, float] | None = None,
+                       at_chance: Mapping[str, Mapping[str, Sequence[int]]] | None = None,
+                       paper: Sequence[tuple[str, str, float, int | None]] = ()) -> Figure:
+    """Means with 95% intervals and every seed, one panel per metric, each on its own axis.
+
+    ``scores[series][group] = {"mean", "low", "high", "per_seed"}``; ``panels``: (y label, groups)
+    per panel (e.g. accuracy tasks, MCC tasks, the average); ``chance[group]``: the majority-class
+    level, drawn as a dashed line; ``at_chance[series][group]``: indices of seeds at chance there,
+    drawn as a red x.  ``paper``: (table, method, value, series index or None) rows, every one drawn
+    with its name in a last panel."""
+    series = list(scores)
+    widths = [max(1.6, 0.9 * len(groups)) for _, groups in panels] + ([2.6] if paper else [])
+    fig = Figure(figsize=(sum(widths) + 3.2, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(widths), gridspec_kw={"width_ratios": widths}, squeeze=False)[0]
+    offset = 0.7 / max(len(series), 1)
+    for ax, (ylabel, groups) in zip(axes, panels):
+        x = np.arange(len(groups))
+        values = []
+        for i, name in enumerate(series):
+            pos = x + (i - (len(series) - 1) / 2) * offset
+            for p, group in zip(pos, groups):
+                cell = scores[name].get(group)
+                if not cell:
+                    continue
+                seeds = np.asarray(cell["per_seed"], dtype=float)
+                low, high = (cell["low"], cell["high"]) if np.isfinite(cell["low"]) else (cell["mean"], cell["mean"])
+                ax.errorbar(p, cell["mean"], yerr=[[cell["mean"] - low], [high - cell["mean"]]], fmt="o",
+                            color=PALETTE[i % len(PALETTE)], markersize=5, capsize=2, linewidth=1.2,
+                            label=name if group == groups[0] else None)
+                ax.scatter(np.full(len(seeds), p + offset * 0.3), seeds, s=8, color="black", linewidths=0, zorder=3)
+                bad = list((at_chance or {}).get(name, {}).get(group, []))
+                if bad:
+                    ax.scatter(np.full(len(bad), p + offset * 0.3), seeds[bad], **COLLAPSED)
+                values += [low, high, *seeds]
+        for j, group in enumerate(groups):
+            if chance and group in chance:
+                ax.hlines(chance[group], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=0.8)
+                values.append(chance[group])
+        finite = [v for v in values if np.isfinite(v)]
+        if finite:  # a t-interval may reach past the metric's range: the axis stops at it
+            floor = -100.0 if ylabel.split()[0] in ("mcc", "pearson") else 0.0
+            span = max(finite) - min(finite)
+            ax.set_ylim(max(floor - 0.5, min(finite) - 0.08 * span - 0.5), min(100.5, max(finite) + 0.08 * span + 0.5))
+        ax.set_xticks(x, list(groups), fontsize=8, rotation=30 if len(groups) > 4 else 0)
+        ax.set(ylabel=ylabel, xlim=(-0.6, len(groups) - 0.4))
+        ax.grid(axis="y", linewidth=0.3)
+    handles = [axes[0].errorbar([], [], yerr=[], fmt="o", color=PALETTE[i % len(PALETTE)], label=name)
+               for i, name in enumerate(series)]
+    handles += [axes[0].scatter([], [], s=8, color="black", label="one seed"),
+                axes[0].scatter([], [], label="seed at chance (MCC < 0.1)", **COLLAPSED)]
+    if chance:
+        handles.append(axes[0].plot([], [], "k--", linewidth=0.8, label="majority class")[0])
+    if paper:
+        ax = axes[-1]
+        y = np.arange(len(paper))[::-1]
+        for yi, (table, method, value, index) in zip(y, paper):
+            colour = PALETTE[index % len(PALETTE)] if index is not None else "black"
+            ax.plot(value, yi, "D", color=colour, markeredgecolor="black", markersize=6)
+            ax.annotate(f"{value:.2f}", (value, yi), textcoords="offset points", xytext=(6, -3), fontsize=7)
+        ax.set_yticks(y, [f"{table}: {method}" for table, method, _, _ in paper], fontsize=7)
+        low, high = min(v for *_, v, _ in paper), max(v for *_, v, _ in paper)
+        ax.set(xlim=(low - 1.5, high + 2.0), ylim=(-0.7, len(paper) - 0.3), xlabel="paper's GLUE average",
+               title="the papers' numbers\n(other backbone and tasks)")
+        ax.title.set_fontsize(8)
+        ax.grid(axis="x", linewidth=0.3)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False,
+               title="mean, 95% t-interval over seeds", title_fontsize=7)
+    fig.suptitle(title)
+    return fig
 
 
 def plot_interval_bars(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], groups: Sequence[str], title: str,
@@ -71,29 +145,46 @@ def plot_interval_bars(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], gr
     return fig
 
 
-def plot_claims(judged: Sequence[Mapping[str, Any]], title: str) -> Figure:
-    """One row per claim: our B - A with its 95% interval (coloured by verdict), the minimal
-    detectable effect as a shaded band around 0, and the paper's difference as a hollow diamond."""
-    fig = Figure(figsize=(8.5, 0.55 * len(judged) + 1.6), layout="constrained")
-    ax = fig.add_subplot()
-    y = np.arange(len(judged))[::-1]
-    for yi, claim in zip(y, judged):
-        colour = VERDICT_COLOURS[claim["verdict"]]
-        ax.fill_betweenx([yi - 0.3, yi + 0.3], -claim["minimal_detectable_effect"], claim["minimal_detectable_effect"],
-                         color="#dddddd", linewidth=0)
-        ax.plot([claim["low"], claim["high"]], [yi, yi], color=colour, linewidth=2.5)
-        ax.plot(claim["difference"], yi, "o", color=colour, markersize=6)
-        if claim.get("paper_difference") is not None:
-            ax.plot(claim["paper_difference"], yi, "D", markerfacecolor="none", markeredgecolor="black", markersize=6)
-        ax.text(1.01, yi, claim["verdict"], transform=ax.get_yaxis_transform(), va="center", fontsize=8, color=colour)
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(y, [f"{c['text']}\n({c['b']} − {c['a']})" for c in judged], fontsize=7)
-    ax.set(xlabel="difference B − A, points (mean of the tasks' main metric x 100, test)", title=title)
-    handles = [ax.plot([], [], "o-", color=VERDICT_COLOURS["inconclusive"], label="ours: mean, 95% CI")[0],
-               ax.plot([], [], "D", markerfacecolor="none", markeredgecolor="black", label="paper")[0],
-               ax.fill_between([], [], color="#dddddd", label="± minimal detectable effect")]
-    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(0.0, -0.18 - 0.5 / max(len(judged), 1)),
-              ncol=3, frameon=False)
+def plot_claims(judged: Sequence[Mapping[str, Any]], title: str,
+                panels: Sequence[tuple[str, Sequence[str]]] | None = None) -> Figure:
+    """One row per claim: our B - A with its 95% t-interval over seeds (coloured by verdict), the
+    Holm-corrected interval as a thin line, the minimal detectable effect as a shaded band around
+    0 and the paper's difference as a hollow diamond.  ``panels``: (title, recipes) per panel, each
+    with its own x-range (default: one panel)."""
+    groups = [(p_title, [c for c in judged if recipes is None or c["recipe"] in recipes])
+              for p_title, recipes in (panels or [("", None)])]
+    panels = [(p_title, rows) for p_title, rows in groups if rows]
+    heights = [len(rows) + 0.8 for _, rows in panels]
+    fig = Figure(figsize=(9.5, 0.6 * sum(heights) + 1.8), layout="constrained")
+    axes = fig.subplots(len(panels), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[:, 0]
+    for ax, (p_title, rows) in zip(axes, panels):
+        y = np.arange(len(rows))[::-1]
+        for yi, claim in zip(y, rows):
+            colour = VERDICT_COLOURS[claim["verdict"]]
+            mde = claim["minimal_detectable_effect"]
+            if np.isfinite(mde):
+                ax.fill_betweenx([yi - 0.3, yi + 0.3], -mde, mde, color="#dddddd", linewidth=0)
+            if "holm_low" in claim:
+                ax.plot([claim["holm_low"], claim["holm_high"]], [yi - 0.18] * 2, color=colour, linewidth=0.8)
+            ax.plot([claim["low"], claim["high"]], [yi, yi], color=colour, linewidth=2.5)
+            ax.plot(claim["difference"], yi, "o", color=colour, markersize=6)
+            if claim.get("paper_difference") is not None:
+                ax.plot(claim["paper_difference"], yi, "D", markerfacecolor="none", markeredgecolor="black",
+                        markersize=6)
+            note = claim["verdict"] + (f"\n(Holm: {claim['holm_verdict']})" if claim.get("holm_verdict") else "")
+            ax.text(1.01, yi, note, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color=colour)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_yticks(y, [f"{c['text']}\n({c['b']} − {c['a']}, {c['n_seeds']} seeds)" for c in rows], fontsize=7)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_title(p_title, fontsize=9)
+    axes[-1].set_xlabel("difference B − A, points (mean of the tasks' main metric x 100, test)")
+    handles = [axes[-1].plot([], [], "o-", color="#7f7f7f", linewidth=2.5, label="ours: mean, 95% t-interval (seeds)")[0],
+               axes[-1].plot([], [], "-", color="#7f7f7f", linewidth=0.8, label="Holm-corrected interval")[0],
+               axes[-1].plot([], [], "D", markerfacecolor="none", markeredgecolor="black", label="paper")[0],
+               axes[-1].fill_between([], [], color="#dddddd", label="± minimal detectable effect")]
+    handles += [axes[-1].plot([], [], "s", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
+    fig.suptitle(title)
     return fig
 
 

@@ -66,10 +66,35 @@ def test_the_search_covers_the_grid_on_the_tuning_seeds_only():
     # the sweep and the control use the rate of the method they vary
     reported = recipe_runs(None, scale)
     assert {r.tune_key for r in reported if r.recipe == "emd_sweep"} == {"single:EMD a=4, b=12"}
-    assert {r.tune_key for r in reported if r.label in CONTROLS} == {"multi:Rank router r<=16"}
-    assert {r.tune_key for r in reported if r.config.method == "moelora"} == {"multi:MoELoRA 8x r=2"}
+    assert {r.tune_key for r in reported if r.label in CONTROLS} == {"multi:Rank router r<=8"}
+    assert {r.tune_key for r in reported if r.config.method == "moelora"} == {"multi:MoELoRA 8x r=3"}
     chosen = {key: 1e-2 for key in keys}
     assert {r.config.lr for r in recipe_runs(None, scale, learning_rates=chosen)} == {1e-2}
+
+
+def test_compared_budgets_are_the_papers():
+    """The rank router at LoRA r=16's parameter count (the nearest rank not above it) and MoR at the
+    MoR paper's 93.93% +- 1% of MoELoRA's, counted from the layers the recipes build."""
+    from ranklab.accounting import budget
+    from ranklab.experiments import recipes
+    from ranklab.experiments.claims import CLAIMS
+
+    scale = get_scale("embedded")
+    n_tasks = len(scale.multi_tasks)
+    shapes = [(384, 384)] * 12  # MiniLM-L6's query and value projections
+
+    def params(label: str, r_delta: int = 0) -> int:
+        method, options = {**recipes.MULTI_TASK_METHODS, **recipes.CONTROLS}[label]
+        sizes = {k: v for k, v in options.items() if k in ("r", "n_experts")}
+        sizes["r"] += r_delta
+        return budget(method, shapes, **sizes, **({"n_tasks": n_tasks} if method == "rank_router" else {}))["total"]
+
+    lora16 = params("LoRA r=16")
+    assert 0.95 < params(recipes.ROUTER_LABEL) / lora16 <= 1.0 < params(recipes.ROUTER_LABEL, r_delta=1) / lora16
+    assert abs(params(recipes.MOR_BUDGET_LABEL) / params(recipes.MOELORA_LABEL) - 0.9393) <= 0.01
+    pairs = {(c.a, c.b) for c in CLAIMS}
+    assert ("LoRA r=16", recipes.ROUTER_LABEL) in pairs and (recipes.MOELORA_LABEL, recipes.MOR_BUDGET_LABEL) in pairs
+    assert ("LoRA r=8", recipes.MOR_LABEL) in pairs and recipes.MULTI_TASK_METHODS[recipes.MOR_LABEL][1]["r"] == 8
 
 
 def test_bad_scale_recipe_and_seed_names():
@@ -176,14 +201,26 @@ def test_figures_and_tables_show_the_derived_numbers(protocol, tmp_path):
     assert sorted(scores["scores"]["toy_a"]["per_seed"]) == pytest.approx(per_seed)
     assert scores["scores"]["toy_a"]["mean"] == pytest.approx(np.mean(per_seed))
     fig = figs.fig_results(summary, "single_task", derived)
-    heights = sorted(round(b.get_height(), 6) for b in fig.axes[0].patches)
-    expected = sorted(round(s["scores"][g]["mean"], 6) for s in derived["scores"]["single_task"].values()
-                      for g in ("toy_a", "avg"))
-    assert heights == pytest.approx(expected)
+    shown = sorted(round(line.get_ydata()[0], 6) for ax in fig.axes for line in ax.lines
+                   if line.get_marker() == "o" and len(line.get_ydata()))  # the dots of the means
+    # one task: its panel only (the average of one task is the same number)
+    expected = sorted(round(s["scores"]["toy_a"]["mean"], 6) for s in derived["scores"]["single_task"].values())
+    assert shown == pytest.approx(expected)
+    multi = figs.fig_results(summary, "multi_task", derived)
+    shown = sorted(round(line.get_ydata()[0], 6) for ax in multi.axes for line in ax.lines
+                   if line.get_marker() == "o" and len(line.get_ydata()))
+    expected = sorted(round(cell["mean"], 6) for s in derived["scores"]["multi_task"].values()
+                      for cell in s["scores"].values())  # every task and the average
+    assert shown == pytest.approx(expected)
+    from ranklab.experiments.stats import verdict
+
     for claim in derived["claims"]:
-        assert claim["low"] <= claim["difference"] <= claim["high"]
-        assert claim["verdict"] == ("reproduced" if claim["low"] > 0 else "contradicted" if claim["high"] < 0
-                                    else "inconclusive")
+        assert claim["low"] <= claim["difference"] <= claim["high"] and claim["holm_p"] >= claim["p_value"]
+        assert claim["holm_low"] <= claim["low"] and claim["high"] <= claim["holm_high"]
+        paper = None if claim["paper_difference"] is None else claim["paper_difference"]
+        assert claim["interval_verdict"] == verdict(claim["low"], claim["high"], 1, paper)
+        at_chance = claim["at_chance"]["a"] or claim["at_chance"]["b"]
+        assert claim["verdict"] == ("confounded by collapse" if at_chance else claim["interval_verdict"])
     markdown = tables.results_markdown(summary, derived)
     assert "## The papers' claims" in markdown and "## Learning-rate search" in markdown
     # the protocol's own wall time, from the session log the runner keeps
@@ -217,9 +254,24 @@ def test_claims_are_judged_from_paired_predictions():
     assert result["verdict"] == "reproduced" and 7 < result["difference"] < 13 and result["low"] > 0
     reversed_claim = claim_module.Claim("x", "LoRA beats EMD", "single_task", "EMD a=4, b=12", "LoRA r=8", None, "")
     assert claim_module.judge(summary, reversed_claim, n_boot=500)["verdict"] == "contradicted"
+    # the same predictions on both sides: the interval is [0, 0], which excludes the paper's +0.77
     same = [dict(r, label="EMD a=4, b=12") for r in runs if r["label"] == "LoRA r=8"]
     null = {"runs": [r for r in runs if r["label"] == "LoRA r=8"] + same, "labels": summary["labels"]}
-    assert claim_module.judge(null, claim_module.CLAIMS[0], n_boot=500)["verdict"] == "inconclusive"
+    assert claim_module.judge(null, claim_module.CLAIMS[0], n_boot=50)["verdict"] == "paper's effect ruled out"
+    # noise around no difference: inconclusive without a paper difference, ruled out far below a large one
+    noisy = [dict(r, label="EMD a=4, b=12", predictions={"t": encode(np.where(rng.random(1500) < 0.75, labels,
+             1 - labels), False)}) for r in runs if r["label"] == "LoRA r=8"]
+    noise = {"runs": [r for r in runs if r["label"] == "LoRA r=8"] + noisy, "labels": summary["labels"]}
+    judged = claim_module.judge(noise, claim_module.replace(claim_module.CLAIMS[0], paper_difference=None), n_boot=50)
+    assert judged["verdict"] == "inconclusive" and judged["low"] < 0 < judged["high"]
+    far = claim_module.replace(claim_module.CLAIMS[0], paper_difference=judged["high"] + 5)
+    assert claim_module.judge(noise, far, n_boot=50)["verdict"] == "paper's effect ruled out"
+    # one seed of A predicts one class: whatever the interval says, the claim is confounded by collapse
+    collapsed = [dict(r, predictions={"t": encode(np.zeros(1500, dtype=int), False)})
+                 if (r["label"], r["seed"]) == ("LoRA r=8", 2) else r for r in runs]
+    judged = claim_module.judge({**summary, "runs": collapsed}, claim_module.CLAIMS[0], n_boot=50)
+    assert judged["verdict"] == "confounded by collapse" and judged["at_chance"] == {"a": {"2": ["t"]}, "b": {}}
+    assert judged["interval_verdict"] in ("reproduced", "inconclusive")
 
 
 def test_quick_reuses_the_committed_rates_without_a_search(protocol, tmp_path):

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .claims import judge_all, label_scores
-from .summary import decode
+from .claims import CHANCE_MCC, chance_tasks, judge_all, label_scores  # noqa: F401 (re-exported)
+from .summary import ROUTER_LABELS
 from .recipes import CONTROLS, EMD_SWEEP, MULTI_TASK_METHODS, SINGLE_TASK_METHODS
 
 Summary = dict[str, Any]
@@ -22,14 +22,14 @@ def runs_of(summary: Summary, recipe: str, label: str | None = None) -> list[dic
     return [r for r in summary["runs"] if r["recipe"] == recipe and (label is None or r["label"] == label)]
 
 
-def recipe_scores(summary: Summary, recipe: str, **kwargs: Any) -> dict[str, dict[str, Any]]:
+def recipe_scores(summary: Summary, recipe: str) -> dict[str, dict[str, Any]]:
     """label -> label_scores (per task and avg: mean, 95% interval, per-seed values)."""
     present = {r["label"] for r in runs_of(summary, recipe)}
     labels = [lb for lb in RECIPE_LABELS.get(recipe, sorted(present)) if lb in present]
-    return {label: s for label in labels if (s := label_scores(summary, recipe, label, **kwargs))}
+    return {label: s for label in labels if (s := label_scores(summary, recipe, label))}
 
 
-def sweep_rows(summary: Summary, **kwargs: Any) -> list[dict[str, Any]]:
+def sweep_rows(summary: Summary) -> list[dict[str, Any]]:
     """EMD (a, b) at equal budget on the sweep's tasks and seeds: score (mean of tasks), effective
     rank of ΔW, params.  The a=4, b=12 runs come from single_task, restricted to the same tasks and seeds."""
     sweep = runs_of(summary, "emd_sweep")
@@ -40,7 +40,7 @@ def sweep_rows(summary: Summary, **kwargs: Any) -> list[dict[str, Any]]:
     for label, (_, options) in EMD_SWEEP.items():
         recipe = "single_task" if label in SINGLE_TASK_METHODS else "emd_sweep"
         runs = [r for r in runs_of(summary, recipe, label) if r["seed"] in seeds and set(r["tasks"]) <= set(tasks)]
-        score = label_scores(summary, recipe, label, seeds=seeds, tasks=tasks, **kwargs)
+        score = label_scores(summary, recipe, label, seeds=seeds, tasks=tasks)
         if not runs or not score:
             continue
         ranks = [row["effective_rank"] for run in runs for row in run["analysis"]["report"]]
@@ -51,24 +51,6 @@ def sweep_rows(summary: Summary, **kwargs: Any) -> list[dict[str, Any]]:
     return rows
 
 
-CHANCE_MCC = 0.1  # a task is "at chance" when its test predictions' MCC with the labels is below this
-
-
-def chance_tasks(run: dict[str, Any], labels: dict[str, Any]) -> list[str]:
-    """Classification tasks on which a run's test predictions carry (almost) no information about
-    the labels (Matthews correlation, multi-class, below CHANCE_MCC): the majority-class collapse
-    an unstable run ends in.  MCC is 0 for a constant prediction whatever the class balance."""
-    from sklearn.metrics import matthews_corrcoef
-
-    found = []
-    for task, encoded in (run.get("predictions") or {}).items():
-        truth = (run.get("labels") or {}).get(task, labels.get(task))
-        if isinstance(encoded, str) and encoded and isinstance(truth, str):  # class ids, not regression
-            if matthews_corrcoef(decode(truth), decode(encoded)) < CHANCE_MCC:
-                found.append(task)
-    return found
-
-
 def collapsed_seeds(summary: Summary, recipe: str, label: str) -> list[int]:
     """Seeds whose run is at chance on at least half of its tasks."""
     labels = summary.get("labels", {})
@@ -76,8 +58,15 @@ def collapsed_seeds(summary: Summary, recipe: str, label: str) -> list[int]:
                   if r.get("predictions") and 2 * len(chance_tasks(r, labels)) >= len(r["predictions"]))
 
 
-def chosen_ranks(summary: Summary, label: str = "Rank router r<=16") -> dict[str, Any] | None:
+def router_label(summary: Summary) -> str:
+    """The rank router's label in this summary's multi-task recipe (embedded / smoke, or the paper scale's)."""
+    present = {r["label"] for r in runs_of(summary, "multi_task")}
+    return next((label for label in ROUTER_LABELS if label in present), ROUTER_LABELS[0])
+
+
+def chosen_ranks(summary: Summary, label: str | None = None) -> dict[str, Any] | None:
     """Per task: the chosen rank of every layer.module (columns) for every seed (rows)."""
+    label = label or router_label(summary)
     runs = [r for r in runs_of(summary, "multi_task", label) if r["analysis"].get("router")]
     if not runs:
         return None
@@ -101,6 +90,6 @@ def derive(summary: Summary, n_boot: int | None = None) -> dict[str, Any]:
     """Everything the figures and tables compute from the summary, computed once."""
     kwargs = {} if n_boot is None else {"n_boot": n_boot}
     recipes = list(dict.fromkeys([*RECIPE_LABELS, *(r["recipe"] for r in summary["runs"])]))
-    scores = {recipe: recipe_scores(summary, recipe, **kwargs) for recipe in recipes}
-    return {"scores": scores, "claims": judge_all(summary, **kwargs), "sweep": sweep_rows(summary, **kwargs),
+    scores = {recipe: recipe_scores(summary, recipe) for recipe in recipes}
+    return {"scores": scores, "claims": judge_all(summary, **kwargs), "sweep": sweep_rows(summary),
             "chosen_ranks": chosen_ranks(summary)}

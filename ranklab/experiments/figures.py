@@ -17,17 +17,18 @@ from matplotlib.figure import Figure
 from ..accounting import module_params
 from ..adapters.base import EXPERT_ROUTED, RANK_CHOOSING, RANK_SLICEABLE
 from ..inspect import rank_table
-from ..plots import heatmap, plot_heatmap_panels, plot_lines, plot_router_distribution, save_figure
-from ..result_plots import PALETTE, plot_claims, plot_embedding_study, plot_interval_bars, plot_rank_consistency
+from ..plots import heatmap, plot_heatmap_panels, plot_lines, save_figure
+from ..result_plots import PALETTE, plot_claims, plot_dot_intervals, plot_embedding_study, plot_rank_consistency
 from ..result_plots import plot_sweep
 from . import paper
-from .derived import derive, runs_of
-from .recipes import CONTROLS
-from .tables import write_results_markdown
+from .claims import seeds_at_chance
+from .derived import collapsed_seeds, derive, router_label, runs_of
+from .recipes import CONTROLS, MOR_LABEL, recipe_kind
+from .summary import decode
+from .tables import PAPER_ROWS, write_results_markdown
 
 Summary = dict[str, Any]
 Derived = dict[str, Any]
-PAPER_TABLES = {"single_task": (paper.TABLE1_SINGLE, paper.TABLE2_SINGLE), "multi_task": (paper.TABLE1_MULTI,)}
 
 
 def capabilities(run: dict[str, Any]) -> set[str]:
@@ -40,44 +41,88 @@ def _runs(summary: Summary, recipe: str, needs: str | None = None, has: str | No
             if (needs is None or needs in capabilities(r)) and (has is None or r["analysis"].get(has))]
 
 
-def _paper_average(summary: Summary, recipe: str, label: str) -> float | None:
-    """The paper's average for a label's method and options (first table that has it); controls
-    (ours, not the paper's) have none."""
-    if label in CONTROLS:
-        return None
-    run = runs_of(summary, recipe, label)[0]
-    options = {k: v for k, v in run["adapter_config"].items() if k != "method"}
-    for table in PAPER_TABLES.get(recipe, ()):
-        value = paper.paper_average(table, run["method"], options)
-        if value is not None:
-            return value
-    return None
+def _main_metrics(summary: Summary, recipe: str) -> dict[str, str]:
+    metrics: dict[str, str] = {}
+    for run in runs_of(summary, recipe):
+        metrics.update(run["main_metrics"])
+    return metrics
+
+
+def chance_levels(summary: Summary, tasks: list[str], metrics: dict[str, str]) -> dict[str, float]:
+    """x 100, per task: the majority class's accuracy (from the test labels), or 0 for MCC (any
+    constant prediction); the average where every task has one."""
+    from collections import Counter
+
+    levels = {}
+    for task in tasks:
+        if metrics.get(task) == "mcc":
+            levels[task] = 0.0
+        elif metrics.get(task) == "accuracy" and isinstance(summary.get("labels", {}).get(task), str):
+            labels = decode(summary["labels"][task])
+            levels[task] = 100 * Counter(labels.tolist()).most_common(1)[0][1] / len(labels)
+    if tasks and all(t in levels for t in tasks):
+        levels["avg"] = float(np.mean([levels[t] for t in tasks]))
+    return levels
+
+
+def _paper_points(summary: Summary, recipe: str, labels: list[str]) -> list[tuple[str, str, float, int | None]]:
+    """Every paper row of the recipe's tables: (table, method, average, index of our matching label)."""
+    ours = []
+    for label in labels:
+        run = runs_of(summary, recipe, label)[0]
+        ours.append((run["method"], {k: v for k, v in run["adapter_config"].items() if k != "method"}))
+    points = []
+    for name, table in PAPER_ROWS.get(recipe, ()):
+        for method_label, row in table.items():
+            match = next((i for i, (method, options) in enumerate(ours) if labels[i] not in CONTROLS
+                          and paper.paper_row({method_label: row}, method, options) is not None), None)
+            points.append((name, method_label, row["avg"], match))
+    return points
 
 
 def fig_results(summary: Summary, recipe: str, derived: Derived | None = None) -> Figure | None:
+    """Each label's mean over seeds with its 95% t-interval and every seed, per task and on average;
+    accuracy and MCC on their own axes, the majority class as a dashed line, seeds at chance as a
+    red x; every paper number beside, with its method's name."""
     scores = (derived or derive(summary))["scores"].get(recipe) or {}
     if not scores:
         return None
     first = next(iter(scores.values()))
-    groups = list(first["scores"])  # tasks, then "avg"
+    tasks = [g for g in first["scores"] if g != "avg"]
+    metrics = _main_metrics(summary, recipe)
+    panels = [(f"{metric} x 100 (test)", [t for t in tasks if metrics.get(t) == metric])
+              for metric in dict.fromkeys(metrics.get(t, "score") for t in tasks)]
+    if len(tasks) > 1:
+        panels.append(("mean of the tasks' main metrics x 100", ["avg"]))
     params = {lb: runs_of(summary, recipe, lb)[0]["params"].get("adapter_params", 0) for lb in scores}
-    named = {f"{lb} ({params[lb]:,} params)": {g: s["scores"].get(g) for g in groups} for lb, s in scores.items()}
+    named, at_chance = {}, {}
+    for label, s in scores.items():
+        name = f"{label} ({params[label]:,} params)"
+        named[name] = dict(s["scores"])
+        index = {seed: i for i, seed in enumerate(s["seeds"])}
+        found = seeds_at_chance(summary, recipe, label, s["seeds"])
+        at_chance[name] = {t: [index[seed] for seed, bad in found.items() if t in bad] for t in tasks}
+        at_chance[name]["avg"] = [index[seed] for seed in found]
     seeds = ", ".join(str(s) for s in first["seeds"])
-    papers = {f"{lb} ({params[lb]:,} params)": _paper_average(summary, recipe, lb) for lb in scores}
-    paper_label = "paper avg\n(Table 1; Table 2 where\nonly there)" if recipe == "single_task" else "paper avg\n(Table 1)"
-    return plot_interval_bars(named, groups, title=f"{recipe.replace('_', '-')}, {summary['scale']} scale, seeds {seeds}",
-                              ylabel="main metric x 100 (full test split)", paper=papers, paper_label=paper_label)
+    return plot_dot_intervals(named, panels, f"{recipe.replace('_', '-')}, {summary['scale']} scale, seeds {seeds}",
+                              chance=chance_levels(summary, tasks, metrics), at_chance=at_chance,
+                              paper=_paper_points(summary, recipe, list(scores)))
 
 
 def fig_claims(summary: Summary, derived: Derived | None = None) -> Figure | None:
     judged = (derived or derive(summary))["claims"]
     if not judged:
         return None
-    return plot_claims(judged, f"the papers' claims at the {summary['scale']} scale: paired differences")
+    recipes = list(dict.fromkeys(c["recipe"] for c in judged))
+    panels = [(f"{kind}-task claims", [r for r in recipes if recipe_kind(r) == kind]) for kind in ("single", "multi")]
+    return plot_claims(judged, f"the papers' claims at the {summary['scale']} scale: per-seed paired differences",
+                       panels=panels)
 
 
 def fig_learning_curves(summary: Summary) -> Figure | None:
-    """Validation score over training steps, mean over seeds per label (what "flattened" means)."""
+    """Validation score over training steps per label: the mean over the seeds that did not collapse
+    (band: their min-max); a collapsed seed (at chance on at least half of its tasks) is its own
+    dashed line, never averaged in."""
     panels = []
     for recipe in ("single_task", "multi_task"):
         runs = runs_of(summary, recipe)
@@ -85,42 +130,79 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
             panels.append((recipe, tasks, [r for r in runs if tuple(r["tasks"]) == tasks]))
     if not panels:
         return None
-    fig = Figure(figsize=(4.2 * len(panels) + 2.5, 3.4), layout="constrained")
+    fig = Figure(figsize=(4.6 * len(panels) + 3.5, 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (recipe, tasks, runs) in zip(axes, panels):
         labels = list(dict.fromkeys(r["label"] for r in runs))
         for i, label in enumerate(labels):
-            curves = [r["evals"] for r in runs if r["label"] == label]
-            steps = [e["step"] for e in curves[0]]
-            values = np.array([[100 * e["score"] for e in c] for c in curves if len(c) == len(steps)])
-            ax.plot(steps, values.mean(0), "o-", markersize=3, color=PALETTE[i % len(PALETTE)], label=label)
-            ax.fill_between(steps, values.min(0), values.max(0), color=PALETTE[i % len(PALETTE)], alpha=0.15)
+            colour = PALETTE[i % len(PALETTE)]
+            collapsed = set(collapsed_seeds(summary, recipe, label))
+            mine = [r for r in runs if r["label"] == label]
+            steps = [e["step"] for e in mine[0]["evals"]]
+            kept = [r for r in mine if r["seed"] not in collapsed and len(r["evals"]) == len(steps)]
+            name = f"{label}: seeds {', '.join(str(r['seed']) for r in kept) or '-'}"
+            if kept:
+                values = np.array([[100 * e["score"] for e in r["evals"]] for r in kept])
+                ax.plot(steps, values.mean(0), "o-", markersize=3, color=colour, label=name)
+                ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.15)
+            for r in (r for r in mine if r["seed"] in collapsed):
+                ax.plot([e["step"] for e in r["evals"]], [100 * e["score"] for e in r["evals"]], "--", linewidth=0.9,
+                        color=colour, label=f"{label}: seed {r['seed']} collapsed")
         name = tasks[0] if len(tasks) == 1 else f"{len(tasks)} tasks (mean)"
         ax.set(title=f"{recipe.replace('_', '-')}: {name}", xlabel="optimizer step", ylabel="validation x 100")
     last_of_recipe = {recipe: i for i, (recipe, _, _) in enumerate(panels)}  # one legend per recipe: colours differ
     for i in last_of_recipe.values():
-        axes[i].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                       title="mean over seeds;\nband: min-max", title_fontsize=7)
+        axes[i].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                       title="solid: mean of the seeds named, band: their min-max;\n"
+                             "dashed: a collapsed seed (at chance on >= half its tasks)", title_fontsize=6)
     return fig
 
 
+def _tuning_points(tuning: dict[str, Any], key: str) -> dict[str, list[tuple[int, float]]]:
+    """rate -> (tuning seed, best validation score) of every search run of ``key``."""
+    import re
+
+    points: dict[str, list[tuple[int, float]]] = {}
+    for run_id, curve in (tuning.get("curves") or {}).items():
+        seed = re.search(r"__s(\d+)__lr", run_id)
+        if curve.get("tune_key") == key and seed and curve.get("validation"):
+            points.setdefault(f"{curve['lr']:g}", []).append((int(seed.group(1)), max(curve["validation"])))
+    return points
+
+
 def fig_lr_search(summary: Summary) -> Figure | None:
+    """Each method's best validation score per rate: every tuning seed (dots) and their mean (line),
+    the chosen rate (star) and the majority-class level (dashed, from the test label frequencies)."""
     tuning = summary.get("tuning")
-    if not tuning:
+    if not tuning or tuning.get("taken_from"):  # a derived scale reuses another's search: no figure of its own
         return None
     kinds = sorted({key.split(":", 1)[0] for key in tuning["scores"]})
-    fig = Figure(figsize=(4.8 * len(kinds) + 2.5, 3.4), layout="constrained")
+    fig = Figure(figsize=(5.2 * len(kinds) + 2.5, 3.6), layout="constrained")
     axes = fig.subplots(1, len(kinds), squeeze=False)[0]
     for ax, kind in zip(axes, kinds):
         keys = [k for k in tuning["scores"] if k.startswith(kind + ":")]
         for i, key in enumerate(keys):
+            colour = PALETTE[i % len(PALETTE)]
             rates = sorted(tuning["scores"][key], key=float)
-            ax.plot([float(r) for r in rates], [100 * tuning["scores"][key][r] for r in rates], "o-",
-                    color=PALETTE[i % len(PALETTE)], label=key.split(":", 1)[1])
+            ax.plot([float(r) for r in rates], [100 * tuning["scores"][key][r] for r in rates], "-", color=colour,
+                    label=key.split(":", 1)[1])
+            for rate, points in _tuning_points(tuning, key).items():
+                jitter = 1 + 0.04 * (i - (len(keys) - 1) / 2)
+                ax.scatter([float(rate) * jitter] * len(points), [100 * v for _, v in points], s=10, color=colour,
+                           edgecolors="black", linewidths=0.3, zorder=3)
             chosen = tuning["chosen"][key]
-            ax.plot(chosen, 100 * tuning["scores"][key][f"{chosen:g}"], "*", markersize=12, color=PALETTE[i % len(PALETTE)])
-        ax.set(xscale="log", xlabel="peak learning rate", ylabel="best validation x 100\n(mean of the tuning seeds)",
-               title=f"{kind}-task learning-rate search (star: chosen)")
+            ax.plot(chosen, 100 * tuning["scores"][key][f"{chosen:g}"], "*", markersize=12, color=colour)
+        recipe = "single_task" if kind == "single" else "multi_task"
+        run_tasks = sorted({t for r in runs_of(summary, recipe) for t in r["tasks"]})
+        levels = chance_levels(summary, run_tasks, _main_metrics(summary, recipe))
+        level = levels.get("avg") if kind == "multi" else (np.mean([levels[t] for t in run_tasks if t in levels])
+                                                            if any(t in levels for t in run_tasks) else None)
+        if level is not None:
+            ax.axhline(level, color="black", linestyle="--", linewidth=0.8, label="majority class")
+        seeds = ", ".join(str(s) for s in tuning["seeds"])
+        ax.set(xscale="log", xlabel="peak learning rate", ylabel="best validation x 100",
+               title=f"{kind}-task search, tuning seeds {seeds}\n(dots: seeds, line: their mean, star: chosen)")
+        ax.title.set_fontsize(9)
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     return fig
 
@@ -154,24 +236,49 @@ def fig_chosen_ranks(summary: Summary, derived: Derived | None = None) -> Figure
                                  f"(all seeds agree in {100 * data['all_seeds_agree']:.0f}% of cells)")
 
 
-def _gate_figure(summary: Summary, needs: str, title: str) -> Figure | None:
-    runs = _runs(summary, "multi_task", needs=needs, has="gates")
-    runs = [r for r in runs if r["label"] in ("Rank router r<=16", "MoR 8 experts")] or runs
+def _gate_figure(summary: Summary, needs: str, label: str, title: str) -> Figure | None:
+    """Gate probability per task (rows) and gate (columns) of each last-layer module: the mean over
+    the seeds that did not collapse, annotated with their spread (half the min-max range)."""
+    runs = [r for r in _runs(summary, "multi_task", needs=needs, has="gates") if r["label"] == label]
     if not runs:
         return None
-    table = pd.DataFrame(runs[0]["analysis"]["gates"])
-    table["task"] = [runs[0]["tasks"][t] for t in table["task"]]
-    fig = plot_router_distribution(table, group="task", ncols=2)
-    fig.suptitle(f"{title}, seed {runs[0]['seed']}")
+    collapsed = set(collapsed_seeds(summary, "multi_task", label))
+    kept = [r for r in runs if r["seed"] not in collapsed] or runs
+    frames = []
+    for run in kept:
+        table = pd.DataFrame(run["analysis"]["gates"])
+        table["task"] = [run["tasks"][t] for t in table["task"]]
+        frames.append(table)
+    table = pd.concat(frames)
+    gates = [c for c in table.columns if c.startswith("gate_")]
+    modules = list(dict.fromkeys(table["name"]))
+    tasks = list(dict.fromkeys(table["task"]))
+    fig = Figure(figsize=(0.62 * len(gates) * len(modules) + 3.2, 0.42 * len(tasks) + 2.4), layout="constrained")
+    axes = fig.subplots(1, len(modules), squeeze=False)[0]
+    for ax, module in zip(axes, modules):
+        rows = table[table["name"] == module].groupby("task", sort=False)[gates]
+        mean, spread = rows.mean().reindex(tasks).to_numpy(), (rows.max() - rows.min()).reindex(tasks).to_numpy() / 2
+        heatmap(ax, mean, [g.split("_")[1] for g in gates], tasks, cmap="magma", annotate=False, vmin=0, vmax=1,
+                xrotation=0, colorbar=ax is axes[-1], colorbar_label="gate probability")
+        for (i, j), value in np.ndenumerate(mean):
+            ax.text(j, i, f"{value:.2f}\n±{spread[i, j]:.2f}", ha="center", va="center", fontsize=5,
+                    color="black" if value > 0.6 else "white")
+        ax.set(title=f"layer {module.split('layer.')[-1].split('.')[0]}: {module.rsplit('.', 1)[-1]}",
+               xlabel="gate index (rank / expert)", ylabel="task")
+    used = ", ".join(str(r["seed"]) for r in kept)
+    left_out = sorted(collapsed & {r["seed"] for r in runs})
+    note = f"; collapsed seeds {left_out} left out" if left_out and len(kept) < len(runs) else ""
+    fig.suptitle(f"{title}\nmean over seeds {used}{note}; ± half the seeds' min-max range", fontsize=9)
     return fig
 
 
 def fig_router_distribution(summary: Summary) -> Figure | None:
-    return _gate_figure(summary, RANK_CHOOSING, "rank router: gate probability per rank and task (last layer)")
+    return _gate_figure(summary, RANK_CHOOSING, router_label(summary),
+                        f"{router_label(summary)}: gate probability per rank and task (last layer)")
 
 
 def fig_mor_router(summary: Summary) -> Figure | None:
-    return _gate_figure(summary, EXPERT_ROUTED, "MoR: mean router weight per expert and task (last layer)")
+    return _gate_figure(summary, EXPERT_ROUTED, MOR_LABEL, f"{MOR_LABEL}: mean router weight per expert and task (last layer)")
 
 
 def fig_effective_rank(summary: Summary) -> Figure | None:
@@ -269,7 +376,8 @@ FIGURES: dict[str, Callable[[Summary, Derived], Figure | None]] = {
     "chosen_ranks": lambda s, d: fig_chosen_ranks(s, d),
     "router_distribution": lambda s, d: fig_router_distribution(s),
     "mor_router_weights": lambda s, d: fig_mor_router(s),
-    "mor_params_vs_experts": lambda s, d: fig_mor_params(s),
+    # not a result of the runs: drawn beside the multi-task results only (a derived scale has none)
+    "mor_params_vs_experts": lambda s, d: fig_mor_params(s) if runs_of(s, "multi_task") else None,
     "effective_rank_single_task": lambda s, d: fig_effective_rank(s),
     "dylora_rank_curve": lambda s, d: fig_dylora_curve(s),
     "adalora_rank_budget": lambda s, d: fig_adalora_budget(s),
