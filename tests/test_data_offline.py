@@ -179,3 +179,30 @@ def test_real_fetch_matches_published_sizes(tmp_path, monkeypatch):
         data = load_task(name)
         assert {s: len(d) for s, d in data.items()} == expected["rows"], name
         assert datasheet(name)["label_balance"] == expected["label_balance"], name
+
+
+def _load_in_child(name: str) -> int:
+    return sum(len(split) for split in load_task(name).values())
+
+
+def test_processes_building_one_task_at_once_all_read_it(synthetic):
+    """Several processes (ranks, parallel test runs) on a cold cache: one builds, the others wait
+    for it or read what it published; none sees a folder deleted under it."""
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(4) as pool:  # fork: the children keep the synthetic wheels
+        sizes = pool.map(_load_in_child, ["trec"] * 8)
+    assert len(set(sizes)) == 1 and sizes[0] > 0
+    assert not [p for p in offline.task_dir("trec").parent.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
+
+
+def test_a_valid_published_task_is_never_replaced(synthetic):
+    load_task("trec")
+    folder = offline.task_dir("trec")
+    before = {p.name: p.stat().st_ino for p in folder.iterdir()}
+    stray = folder.parent / ".trec.tmp-late"  # a second builder that finished after the first published
+    stray.mkdir()
+    (stray / "test.parquet").write_bytes(b"late")
+    meta = json.loads((folder / "meta.json").read_text())
+    offline._publish(stray, folder, meta["wheel_sha256"])
+    assert {p.name: p.stat().st_ino for p in folder.iterdir()} == before  # the same files, untouched

