@@ -55,15 +55,19 @@ def plot_dot_intervals(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], pa
                 if bad:
                     ax.scatter(np.full(len(bad), p + offset * 0.3), seeds[bad], **COLLAPSED)
                 values += [low, high, *seeds]
-        for j, group in enumerate(groups):
-            if chance and group in chance:
-                ax.hlines(chance[group], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=0.8)
-                values.append(chance[group])
         finite = [v for v in values if np.isfinite(v)]
         if finite:  # a t-interval may reach past the metric's range: the axis stops at it
             floor = -100.0 if ylabel.split()[0] in ("mcc", "pearson") else 0.0
             span = max(finite) - min(finite)
             ax.set_ylim(max(floor - 0.5, min(finite) - 0.08 * span - 0.5), min(100.5, max(finite) + 0.08 * span + 0.5))
+        bottom, top = ax.get_ylim()
+        for j, group in enumerate(groups):
+            if chance and group in chance:
+                if bottom <= chance[group] <= top:
+                    ax.hlines(chance[group], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=0.8)
+                else:  # far below the results: named at the axis' foot rather than squeezing them
+                    ax.annotate(f"majority\n{chance[group]:.1f} ↓", (j, bottom), textcoords="offset points",
+                                xytext=(0, 3), ha="center", va="bottom", fontsize=6)
         ax.set_xticks(x, list(groups), fontsize=8, rotation=30 if len(groups) > 4 else 0)
         ax.set(ylabel=ylabel, xlim=(-0.6, len(groups) - 0.4))
         ax.grid(axis="y", linewidth=0.3)
