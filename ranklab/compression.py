@@ -170,6 +170,11 @@ def _folder_entries(path: str | os.PathLike, selector: dict[str, Any]) -> dict[s
     from .inspect.adapter_files import read_adapter
 
     saved = read_adapter(path)
+    n_tasks = (saved.config.get("n_tasks") or 0) if saved.format == "ranklab" else 0
+    if n_tasks > 1 and "task" not in selector and any("task" in sel for m in saved.modules.values()
+                                                       for sel in m.selectors()):
+        raise ValueError(f"{saved.path} is a {saved.config.get('method')} adapter with {n_tasks} tasks, one update per "
+                         f"task: pass --task N (task= in Python), N in 0..{n_tasks - 1}, to compress that task's update")
     entries, heads, keep = [], {}, []
     for name, module in saved.modules.items():
         entries.append((name.removeprefix(PEFT_PREFIX), module.factors(**selector),

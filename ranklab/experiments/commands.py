@@ -86,6 +86,11 @@ def _reproduce(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
     if args.plan:
         return _plan(names, scale, seeds)
+    from ..output_paths import check_output_folder
+
+    # before any output (a progress bar included): a results or figures folder it cannot write loses nothing
+    check_output_folder(args.results, "--results", allow_existing=True)  # existing runs are resumed
+    check_output_folder(args.figures or "figures", "--figures", allow_existing=True)  # figures are redrawn
     if args.miniature:
         return _miniature(names, args, seeds)
     searched = get_scale(scale.rates_from) if scale.rates_from else scale  # whose tuning seeds chose the rates

@@ -163,6 +163,9 @@ def _read_peft(path: Path) -> SavedAdapter:
         config = json.loads((path / PEFT_CONFIG).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path / PEFT_CONFIG} is damaged ({error})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path / PEFT_CONFIG} holds a JSON {type(config).__name__}, not the object PEFT's "
+                         "save_pretrained writes (keys such as peft_type, r, target_modules)")
     peft_type = config.get("peft_type")
     if peft_type not in PEFT_TYPES:
         raise ValueError(f"{path} holds a PEFT {peft_type!r} adapter; ranklab reads {', '.join(PEFT_TYPES)} "

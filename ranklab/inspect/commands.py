@@ -11,6 +11,12 @@ def _inspect(args: argparse.Namespace) -> int:
     if not (0.0 < args.intruder_eps < 1.0) or args.intruder_k < 1 or args.top_k < 0:
         raise ValueError("need --intruder-eps in (0, 1), --intruder-k >= 1 and --top-k >= 0")
     from ..atomic import write_text
+    from ..output_paths import check_output_file, check_output_folder
+
+    if args.csv:  # checked before the audit: bad output paths lose no work
+        check_output_file(args.csv, "--csv", inputs=[args.path], overwrite=args.overwrite)
+    if args.plots:
+        check_output_folder(args.plots, "--plots", inputs=[args.path], overwrite=args.overwrite)
     from .audit import audit_adapter
 
     selector = {k: v for k, v in (("task", args.task), ("rank", args.rank)) if v is not None}
@@ -28,6 +34,9 @@ def _inspect(args: argparse.Namespace) -> int:
 def _compress(args: argparse.Namespace) -> int:
     if not (0.0 < args.tau <= 1.0):
         raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
+    from ..output_paths import check_output_folder
+
+    check_output_folder(args.output, "--output", inputs=[args.path], overwrite=args.overwrite)
     from ..compression import compress_adapter
 
     selector = {"task": args.task} if args.task is not None else {}
@@ -64,6 +73,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("--intruder-k", type=int, default=10, help="top singular vectors of W0+ΔW checked (default 10)")
     inspect.add_argument("--intruder-eps", type=_fraction, default=0.5,
                          help="|cos| below which a vector is an intruder dimension (default 0.5)")
+    inspect.add_argument("--overwrite", action="store_true",
+                         help="replace an existing --csv file; write into a non-empty --plots folder (same-named figures replaced)")
     inspect.set_defaults(func=_inspect)
     compress = subparsers.add_parser(
         "compress", help="truncate a saved adapter to its energy rank and write a PEFT LoRA (no base needed)",
@@ -74,4 +85,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     compress.add_argument("--output", required=True, help="folder to write the compressed PEFT LoRA to")
     compress.add_argument("--tau", type=_fraction, default=0.9, help="energy share kept per module (default 0.9)")
     compress.add_argument("--task", type=int, default=None, help="ranklab multi-task adapters: the task to export")
+    compress.add_argument("--overwrite", action="store_true",
+                          help="replace the contents of an existing non-empty --output folder (never the input)")
     compress.set_defaults(func=_compress)
