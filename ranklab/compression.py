@@ -38,13 +38,13 @@ PEFT_PREFIX = "base_model.model."
 @dataclass
 class TruncatedModule:
     name: str  # the name in the base model (no PEFT prefix)
-    left: torch.Tensor  # U_k diag(S_k), in the factors' orientation (rows of the stored weight)
-    right: torch.Tensor  # V_k^T
-    fan_in_fan_out: bool = False  # PEFT Conv1D-style: the stored weight is d_in x d_out
+    left: torch.Tensor  # U_k diag(S_k): d_out x k (ΔW is d_out x d_in, also for Conv1D-style layers)
+    right: torch.Tensor  # V_k^T: k x d_in
+    fan_in_fan_out: bool = False  # PEFT Conv1D-style: the stored weight W0 is d_in x d_out
 
     def lora(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(lora_B, lora_A) as PEFT stores them (for fan_in_fan_out PEFT transposes B A)."""
-        return (self.right.T, self.left.T) if self.fan_in_fan_out else (self.left, self.right)
+        """(lora_B, lora_A) as PEFT stores them: nn.Linear's layout for Conv1D-style layers too."""
+        return self.left, self.right
 
 
 @dataclass
@@ -89,7 +89,8 @@ class Compression:
         with torch.no_grad():
             for name, module in self.modules.items():
                 weight = plain.get_submodule(name).weight
-                weight += (module.left @ module.right).to(weight.dtype)
+                delta = module.left @ module.right
+                weight += (delta.T if module.fan_in_fan_out else delta).to(weight.dtype)  # W0's storage layout
         return plain
 
 

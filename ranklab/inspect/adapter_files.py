@@ -150,9 +150,9 @@ def _peft_module(name: str, parts: dict[str, torch.Tensor], config: dict[str, An
         r = a.shape[0]
         alpha = _pattern_value(config.get("alpha_pattern"), relative, config.get("lora_alpha", 8))
         scale = alpha / (r ** 0.5 if config.get("use_rslora") else r) if r else 0.0
+    # (d_out x d_in) also for GPT-2's Conv1D (fan_in_fan_out): PEFT stores lora_A / lora_B in
+    # nn.Linear's layout there too; only W0's storage (and get_delta_weight) is d_in x d_out
     first, second = b * scale, a
-    if config.get("fan_in_fan_out"):  # PEFT transposes ΔW for Conv1D-style weights (d_in x d_out)
-        first, second = a.T * scale, b.T
     params = sum(t.numel() for t in parts.values())
     return SavedModule(name=name, method=PEFT_TYPES["ADALORA" if adalora else "LORA"], params=params,
                        fixed=[first, second])
