@@ -33,6 +33,8 @@ from .inspect.ranks import energy_rank, numerical_rank
 from .inspect.spectra import factored_svd
 
 PEFT_PREFIX = "base_model.model."
+_LORA_BIAS = ("{source} is a PEFT LoRA with lora_bias=True: compression writes a truncated plain LoRA and would drop "
+              "each module's bias update, so it refuses (ranklab inspect audits it)")
 
 
 @dataclass
@@ -159,6 +161,8 @@ def _peft_model_entries(model: nn.Module, modules: dict[str, nn.Module], selecto
     from peft import get_peft_model_state_dict
 
     peft_config = model.peft_config[selector.get("adapter") or model.active_adapter]
+    if getattr(peft_config, "lora_bias", False):
+        raise ValueError(_LORA_BIAS.format(source="the model"))
     entries = [(name.removeprefix(PEFT_PREFIX), module_factors(m, **selector), bool(getattr(m, "fan_in_fan_out", False)),
                 adapter_param_count(m, selector.get("adapter"))) for name, m in modules.items()]
     heads = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items() if "lora_" not in k}
@@ -171,6 +175,8 @@ def _folder_entries(path: str | os.PathLike, selector: dict[str, Any]) -> dict[s
     from .inspect.adapter_files import read_adapter
 
     saved = read_adapter(path)
+    if saved.config.get("lora_bias"):
+        raise ValueError(_LORA_BIAS.format(source=saved.path))
     n_tasks = (saved.config.get("n_tasks") or 0) if saved.format == "ranklab" else 0
     if n_tasks > 1 and "task" not in selector and any("task" in sel for m in saved.modules.values()
                                                        for sel in m.selectors()):

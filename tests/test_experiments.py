@@ -380,19 +380,59 @@ def test_readme_shows_the_committed_claims_table():
     assert claim_rows(readme) == claim_rows(results)
 
 
+def _claim_table(text: str) -> list[dict[str, str]]:
+    """The rows of a RESULTS.md claims table, by column name."""
+    lines = text[text.index("| claim | B - A |"):].split("\n\n")[0].splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split(" | ")]
+    return [dict(zip(header, (c.strip() for c in line.strip("|").split(" | ")))) for line in lines[2:]]
+
+
 @pytest.mark.skipif(not (ROOT / "figures" / "embedded-x4" / "RESULTS.md").is_file(), reason="no committed x4 check")
 def test_readme_quotes_the_committed_longer_schedule_check():
     """README's "Training length" paragraph quotes each single-task claim's interval at 4x the steps."""
-    results = (ROOT / "figures" / "embedded-x4" / "RESULTS.md").read_text()
+    rows = _claim_table((ROOT / "figures" / "embedded-x4" / "RESULTS.md").read_text())
     readme = (ROOT / "README.md").read_text().replace("−", "-")
     paragraph = readme[readme.index("- **Training length.**"):]
     paragraph = " ".join(paragraph[:paragraph.index("\n- **")].split())
-    rows = [line.split(" | ") for line in results.splitlines() if line.startswith("| EMD beats") or
-            line.startswith("| AdaLoRA beats")]
     assert len(rows) == 3
     for row in rows:
-        interval, verdict = row[3], row[-1].strip(" |*")
+        interval, verdict = row["our Δ [95% CI]"], row["verdict"].strip("*")
         assert f"{interval} *{verdict}*" in paragraph, (interval, verdict)
+
+
+@pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
+def test_every_number_readme_quotes_from_the_runs_is_recomputed_from_the_summaries():
+    """Each difference with an interval that README's reading quotes is a claim (main or x4 summary,
+    recomputed here), and the other quoted numbers (budget ratios, seeds at chance, the sweep's
+    effective ranks, chosen-rank agreement, the embedding test) are what the summary gives."""
+    import re
+
+    from ranklab.experiments.claims import seeds_at_chance
+    from ranklab.experiments.recipes import MOELORA_LABEL, MOR_BUDGET_LABEL, ROUTER_LABEL
+
+    readme = (ROOT / "README.md").read_text().replace("−", "-")
+    reading = readme[readme.index("How to read it:"):readme.index("### The paper scale")]
+    main = json.loads(SUMMARY.read_text())
+    longer = json.loads((ROOT / "figures" / "embedded-x4" / SUMMARY.name).read_text())
+    derived = {"main": derive(main, n_boot=50), "x4": derive(longer, n_boot=50)}
+    claims = {f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]": c
+              for d in derived.values() for c in d["claims"]}
+    quoted = re.findall(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", reading)
+    assert len(quoted) >= 7 and set(quoted) <= set(claims), sorted(set(quoted) - set(claims))
+    for text in quoted:  # each quoted interval is followed by its verdict
+        assert re.search(re.escape(text) + r"[^*]{0,40}\*" + re.escape(claims[text]["verdict"]) + r"\*", reading), text
+    params = {r["label"]: r["params"]["adapter_params"] for r in main["runs"] if r["recipe"] == "multi_task"}
+    assert f"{params[ROUTER_LABEL] / params['LoRA r=16']:.3f}" in reading
+    assert f"{params[MOR_BUDGET_LABEL] / params[MOELORA_LABEL]:.3f}" in reading
+    for label in ("LoRA r=8", "LoRA r=16", ROUTER_LABEL, "MoR 8 experts", MOR_BUDGET_LABEL, MOELORA_LABEL):
+        found = seeds_at_chance(main, "multi_task", label)
+        assert f"{label} {len(found)} of 3" in reading, label
+    for row in derived["main"]["sweep"]:
+        assert f"({row['a']}, {row['b']}) {row['score']['mean']:.1f}" in reading
+        assert f"{row['effective_rank']:.2f}" in reading
+    assert f"in {100 * derived['main']['chosen_ranks']['all_seeds_agree']:.0f}% of" in reading
+    study = main["task_embedding_study"]["trained"]["test"]
+    assert f"Δcos {study['statistic']:+.3f}" in reading and f"p = {study['p_value']:.3f}" in reading
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

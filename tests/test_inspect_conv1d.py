@@ -86,3 +86,32 @@ def test_compressing_a_conv1d_adapter_loads_back_with_the_same_logits(peft_gpt2,
         model_copy.load_state_dict(model.state_dict())
         with torch.no_grad():
             torch.testing.assert_close(result.apply(model_copy)(input_ids=ids).logits, want, atol=1e-4, rtol=1e-4)
+
+
+def test_a_lora_bias_folder_saved_as_bin_is_an_ordinary_linear_lora(tmp_path):
+    from ranklab.cli import main
+
+    from .test_compression import classifier
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(classifier(), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                                        lora_bias=True))
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+    model.save_pretrained(str(tmp_path / "biased"), safe_serialization=False)
+    assert (tmp_path / "biased" / "adapter_model.bin").is_file()
+    audit = audit_adapter(tmp_path / "biased")
+    report = audit.report.set_index("name")
+    for name, module in model.named_modules():
+        if hasattr(module, "get_delta_weight") and name.endswith(("q_proj", "v_proj")):
+            sigma = torch.linalg.svdvals(module.get_delta_weight("default").detach().double()).numpy()
+            np.testing.assert_allclose(report.loc[name, ["sigma_1", "sigma_2"]].to_numpy(float), sigma[:2], rtol=1e-4)
+            assert report.loc[name, "params"] == sum(p.numel() for n, p in module.named_parameters() if "lora_" in n)
+    assert len(report) == 4 and any("lora_bias" in note for note in audit.notes) and "note: lora_bias" in audit.to_text()
+    with pytest.raises(ValueError, match="lora_bias=True"):  # compression would drop the bias: it says so
+        compress_adapter(tmp_path / "biased", tmp_path / "out")
+    assert main(["compress", str(tmp_path / "biased"), "--output", str(tmp_path / "out")]) == 2

@@ -66,6 +66,7 @@ class SavedAdapter:
     base_name: str | None = None  # the base the folder names (PEFT's base_model_name_or_path)
     task_type: str | None = None
     skipped: dict[str, str] = field(default_factory=dict)  # module -> why it is not in the report
+    notes: list[str] = field(default_factory=list)  # what the report of ΔW leaves out
 
 
 def read_adapter(path: str | Path) -> SavedAdapter:
@@ -121,6 +122,9 @@ def _group_lora_tensors(weights: dict[str, torch.Tensor]) -> tuple[dict[str, dic
         if match is None:
             continue  # modules_to_save heads and other trainable tensors: not low-rank updates
         name, part = match.group(1), match.group(2)
+        if part == "B" and match.group(3) == ".bias":  # PEFT lora_bias=True: a bias update beside ΔW
+            modules.setdefault(name, {})["bias"] = tensor
+            continue
         if part.startswith("embedding"):
             skipped[name] = "embedding LoRA (not an update of a linear layer)"
         elif part == "magnitude_vector":
@@ -130,7 +134,7 @@ def _group_lora_tensors(weights: dict[str, torch.Tensor]) -> tuple[dict[str, dic
     for name in list(modules):
         if name in skipped:
             del modules[name]
-        elif any(t.ndim != 2 for t in modules[name].values() if t is not None) and "E" not in modules[name]:
+        elif any(t.ndim != 2 for p, t in modules[name].items() if p != "bias") and "E" not in modules[name]:
             skipped[name] = "convolution LoRA (its factors are not matrices)"
             del modules[name]
     return modules, skipped
@@ -178,7 +182,14 @@ def _read_peft(path: Path) -> SavedAdapter:
     modules = {name: _peft_module(name, parts, config, peft_type == "ADALORA") for name, parts in grouped.items()}
     return SavedAdapter(path=path, format=PEFT_TYPES[peft_type], config=config, modules=modules,
                         base_name=config.get("base_model_name_or_path") or None, task_type=config.get("task_type"),
-                        skipped=skipped)
+                        skipped=skipped, notes=_notes(config, grouped))
+
+
+def _notes(config: dict[str, Any], grouped: dict[str, dict[str, torch.Tensor]]) -> list[str]:
+    if any("bias" in parts for parts in grouped.values()):
+        return ["lora_bias: every module's update also adds a bias (scaling x lora_B.bias); the report is of ΔW, "
+                "the weight update, which that bias leaves unchanged"]
+    return []
 
 
 # --- ranklab -------------------------------------------------------------------------------------

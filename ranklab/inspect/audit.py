@@ -46,6 +46,7 @@ class AdapterAudit:
     base: str | None = None
     base_hint: str | None = None  # the base the folder names, when none was given
     skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def to_text(self, spectra: bool = True) -> str:
         """The terminal view: a header, one row per module, then each module's spectrum."""
@@ -59,6 +60,7 @@ class AdapterAudit:
         columns = [c for c in TEXT_COLUMNS if c in self.report.columns]
         lines.append(self.report[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}", na_rep="-"))
         lines += [f"skipped {name}: {why}" for name, why in self.skipped.items()]
+        lines += [f"note: {note}" for note in self.notes]
         if spectra:
             lines.append("singular values of ΔW (from the factors):")
             lines += [f"  {label}: " + " ".join(f"{v:.6g}" for v in sigma) for label, sigma in self.spectra.items()]
@@ -120,7 +122,7 @@ def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, t
     report.attrs.update({"tau": tau, "tol": tol, "format": saved.format})
     return AdapterAudit(path=saved.path, format=saved.format, report=report, spectra=spectra, similarity=similarity,
                         base=None if base is None else _base_label(base), base_hint=saved.base_name,
-                        skipped=saved.skipped)
+                        skipped=saved.skipped, notes=saved.notes)
 
 
 def _base_label(base: Any) -> str:
