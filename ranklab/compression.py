@@ -177,6 +177,10 @@ def _folder_entries(path: str | os.PathLike, selector: dict[str, Any]) -> dict[s
     saved = read_adapter(path)
     if saved.config.get("lora_bias"):
         raise ValueError(_LORA_BIAS.format(source=saved.path))
+    needs_base = next((m.needs_base for m in saved.modules.values() if m.needs_base), None)
+    if needs_base:
+        raise ValueError(f"{saved.path} is {needs_base}: a truncated plain LoRA on the original base cannot "
+                         "represent it, so compression refuses (ranklab inspect --base audits it)")
     n_tasks = (saved.config.get("n_tasks") or 0) if saved.format == "ranklab" else 0
     if n_tasks > 1 and "task" not in selector and any("task" in sel for m in saved.modules.values()
                                                        for sel in m.selectors()):
@@ -195,6 +199,8 @@ def _folder_entries(path: str | os.PathLike, selector: dict[str, Any]) -> dict[s
         heads = {k: v for k, v in _peft_weights(saved.path).items() if "lora_" not in k}
         keep = list(saved.config.get("modules_to_save") or [])
         options = {"task_type": saved.task_type, "base_model_name_or_path": saved.base_name}
+        if saved.config.get("alora_invocation_tokens"):  # an activated LoRA stays one
+            options["alora_invocation_tokens"] = list(saved.config["alora_invocation_tokens"])
     return {"modules": entries, "heads": heads, "modules_to_save": keep, "peft_options": options}
 
 

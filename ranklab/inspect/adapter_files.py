@@ -19,7 +19,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -44,13 +44,21 @@ class SavedModule:
     params: int
     layer: AdapterLayer | None = None  # ranklab: the rebuilt layer (its base lives on the meta device)
     fixed: list[torch.Tensor] | None = None  # PEFT: [F1, F2] with the scaling in F1
+    needs_base: str | None = None  # why ΔW needs W0 (DoRA, KaSA): factors() refuses, factors_with_base() computes
+    from_base: Callable[[torch.Tensor], list[torch.Tensor]] | None = None  # W0 (d_out x d_in) -> factors of ΔW
 
     def factors(self, **selector: Any) -> list[torch.Tensor]:
+        if self.needs_base:
+            raise ValueError(f"{self.name}: {self.needs_base}; pass --base NAME_OR_PATH (base= in Python)")
         if self.layer is not None:
             return module_factors(self.layer, **selector)
         if selector:
             raise ValueError(f"{self.name} is a PEFT module: it takes no selector, got {sorted(selector)}")
         return list(self.fixed)
+
+    def factors_with_base(self, w0: torch.Tensor, **selector: Any) -> list[torch.Tensor]:
+        """Factors of ΔW = (W0 + update) - W0 given the base weight (d_out x d_in)."""
+        return self.from_base(w0) if self.from_base is not None else self.factors(**selector)
 
     def selectors(self) -> list[dict[str, int]]:
         """One per task for task-routed layers, one per expert for token routers, else ``[{}]``."""
@@ -118,7 +126,7 @@ def _group_lora_tensors(weights: dict[str, torch.Tensor]) -> tuple[dict[str, dic
     modules: dict[str, dict[str, torch.Tensor]] = {}
     skipped: dict[str, str] = {}
     for key, tensor in weights.items():
-        match = re.match(r"(.+)\.lora_(A|B|E|embedding_A|embedding_B|magnitude_vector)(\..+)?$", key)
+        match = re.match(r"(.+)\.lora_(A|B|E|embedding_A|embedding_B|magnitude_vector|diag)(\..+)?$", key)
         if match is None:
             continue  # modules_to_save heads and other trainable tensors: not low-rank updates
         name, part = match.group(1), match.group(2)
@@ -127,14 +135,14 @@ def _group_lora_tensors(weights: dict[str, torch.Tensor]) -> tuple[dict[str, dic
             continue
         if part.startswith("embedding"):
             skipped[name] = "embedding LoRA (not an update of a linear layer)"
-        elif part == "magnitude_vector":
-            skipped[name] = "DoRA rescales W0 + ΔW column-wise: its update is not a low-rank product"
+        elif part in ("magnitude_vector", "diag"):  # DoRA's m, KaSA's ΔΣ: vectors beside the factors
+            modules.setdefault(name, {})[part] = tensor
         else:
             modules.setdefault(name, {})[part] = tensor
     for name in list(modules):
         if name in skipped:
             del modules[name]
-        elif any(t.ndim != 2 for p, t in modules[name].items() if p != "bias") and "E" not in modules[name]:
+        elif any(t.ndim != 2 for p, t in modules[name].items() if p in ("A", "B")) and "E" not in modules[name]:
             skipped[name] = "convolution LoRA (its factors are not matrices)"
             del modules[name]
     return modules, skipped
@@ -154,12 +162,53 @@ def _peft_module(name: str, parts: dict[str, torch.Tensor], config: dict[str, An
         r = a.shape[0]
         alpha = _pattern_value(config.get("alpha_pattern"), relative, config.get("lora_alpha", 8))
         scale = alpha / (r ** 0.5 if config.get("use_rslora") else r) if r else 0.0
+    a, b = _block_diagonal(relative, a, b, config.get("use_bdlora"))
     # (d_out x d_in) also for GPT-2's Conv1D (fan_in_fan_out): PEFT stores lora_A / lora_B in
     # nn.Linear's layout there too; only W0's storage (and get_delta_weight) is d_in x d_out
     first, second = b * scale, a
     params = sum(t.numel() for t in parts.values())
-    return SavedModule(name=name, method=PEFT_TYPES["ADALORA" if adalora else "LORA"], params=params,
-                       fixed=[first, second])
+    module = SavedModule(name=name, method=PEFT_TYPES["ADALORA" if adalora else "LORA"], params=params,
+                         fixed=[first, second])
+    if "diag" in parts:  # KaSA: s B diag(ΔΣ) A on a base whose r smallest singular components PEFT dropped
+        module.fixed = [first * parts["diag"].float(), second]
+        module.needs_base = ("a KaSA adapter: PEFT drops W0's r smallest singular components at init, so ΔW relative "
+                             "to the base needs W0's SVD")
+        module.from_base = lambda w0, f=module.fixed: _kasa_factors(w0, f)
+    if "magnitude_vector" in parts:  # DoRA: W' = diag(m / ||W0 + s B A||_rows) (W0 + s B A)
+        module.needs_base = "a DoRA adapter: its update rescales each row of W0 + s B A, so ΔW needs W0"
+        module.from_base = lambda w0, f=module.fixed, m=parts["magnitude_vector"].float(): _dora_factors(w0, f, m)
+    return module
+
+
+def _block_diagonal(name: str, a: torch.Tensor, b: torch.Tensor, bdlora: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """BD-LoRA stores a block-diagonal A (or B) as its nblocks diagonal blocks, stacked; PEFT's own
+    reconstruction: block_diag(*chunk(weight, nblocks, dim=0)), matched by ``pattern in name``."""
+    if not isinstance(bdlora, dict):
+        return a, b
+    blocks = int(bdlora.get("nblocks") or 1)
+    if any(pattern in name for pattern in bdlora.get("target_modules_bd_a") or []):
+        a = torch.block_diag(*torch.chunk(a, blocks, dim=0))
+    elif any(pattern in name for pattern in bdlora.get("target_modules_bd_b") or []):
+        b = torch.block_diag(*torch.chunk(b, blocks, dim=0))
+    return a, b
+
+
+def _kasa_factors(w0: torch.Tensor, update: list[torch.Tensor]) -> list[torch.Tensor]:
+    """KaSA's ΔW exactly, as a product of rank <= 2r: s B diag(ΔΣ) A minus W0's r smallest components."""
+    first, second = (f.double() for f in update)
+    r = second.shape[0]
+    u, sigma, vh = torch.linalg.svd(w0.double(), full_matrices=False)  # dense per module, as PEFT does at init
+    kept = min(w0.shape) - r
+    return [torch.cat([first, -u[:, kept:] * sigma[kept:]], dim=1), torch.cat([second, vh[kept:]], dim=0)]
+
+
+def _dora_factors(w0: torch.Tensor, update: list[torch.Tensor], magnitude: torch.Tensor) -> list[torch.Tensor]:
+    """DoRA's ΔW exactly, dense (d_out x d_in): diag(m / ||W0 + s B A||_rows) (W0 + s B A) - W0, the row
+    norm as PEFT's ``get_weight_norm`` (over the input dimension of each output row)."""
+    first, second = (f.double() for f in update)
+    merged = w0.double() + first @ second
+    scale = magnitude.double() / torch.linalg.norm(merged, dim=1)
+    return [scale[:, None] * merged - w0.double()]
 
 
 def _read_peft(path: Path) -> SavedAdapter:
@@ -174,8 +223,7 @@ def _read_peft(path: Path) -> SavedAdapter:
     if peft_type not in PEFT_TYPES:
         raise ValueError(f"{path} holds a PEFT {peft_type!r} adapter; ranklab reads {', '.join(PEFT_TYPES)} "
                          "(low-rank updates of linear layers)")
-    if config.get("use_dora"):
-        raise ValueError(f"{path} is a DoRA adapter: it rescales W0 + ΔW column-wise, so its update is not a low-rank product")
+    _refuse_unknown_variants(path, config)
     grouped, skipped = _group_lora_tensors(_peft_weights(path))
     if not grouped:
         raise ValueError(f"{path} holds no LoRA tensors of linear layers" + (f" (skipped: {skipped})" if skipped else ""))
@@ -185,11 +233,61 @@ def _read_peft(path: Path) -> SavedAdapter:
                         skipped=skipped, notes=_notes(config, grouped))
 
 
+# PEFT's LoRA variants (LoraConfig fields tagged is_lora_variant, and init_lora_weights="mica") and
+# what the audit of a saved folder does with each; the README's table lists the same.
+VARIANTS: dict[str, str] = {
+    "use_dora": "exact with --base (dense ΔW per module)",
+    "kasa_config": "exact with --base (W0's SVD per module)",
+    "use_bdlora": "exact (block-diagonal factors rebuilt)",
+    "alora_invocation_tokens": "exact ΔW; applied only from the invocation tokens on",
+    "velora_config": "exact (VeLoRA compresses activations for backward only)",
+    "monteclora_config": "exact: the mean update PEFT merges (training samples noise around A)",
+    "mica": "exact (MiCA freezes B; the update is s B A)",
+}
+REFUSED_VARIANTS = {"arrow_config": "Arrow routes each token among several LoRA experts: there is no single ΔW "
+                                    "per module; audit each expert's adapter folder on its own"}
+
+
+def active_variants(config: dict[str, Any]) -> list[str]:
+    """The LoRA variants a saved PEFT config turns on: PEFT's own variant fields where PEFT is
+    installed (so a variant added to PEFT later is seen), else ranklab's known list."""
+    names = set(VARIANTS) | set(REFUSED_VARIANTS)
+    try:
+        import dataclasses
+
+        from peft import LoraConfig
+
+        names |= {f.name for f in dataclasses.fields(LoraConfig) if f.metadata.get("is_lora_variant")}
+        names |= {option for f in dataclasses.fields(LoraConfig) if f.name == "init_lora_weights"
+                  for option in f.metadata.get("lora_variants", [])}
+    except ImportError:
+        pass
+    init = config.get("init_lora_weights")
+    return sorted(n for n in names if (init == n) or (n != "mica" and config.get(n) not in (None, False, [], {})))
+
+
+def _refuse_unknown_variants(path: Path, config: dict[str, Any]) -> None:
+    for variant in active_variants(config):
+        if variant in REFUSED_VARIANTS:
+            raise ValueError(f"{path}: {REFUSED_VARIANTS[variant]} ({variant})")
+        if variant not in VARIANTS:
+            raise ValueError(f"{path} uses PEFT's LoRA variant {variant!r}, whose update ranklab does not know; it "
+                             f"would need that variant's ΔW formula (known: {', '.join(sorted(VARIANTS))})")
+    if config.get("target_parameters"):
+        raise ValueError(f"{path} puts LoRA on parameters ({config['target_parameters']}), not on linear layers; "
+                         "ranklab audits updates of linear layers")
+
+
 def _notes(config: dict[str, Any], grouped: dict[str, dict[str, torch.Tensor]]) -> list[str]:
+    notes = []
     if any("bias" in parts for parts in grouped.values()):
-        return ["lora_bias: every module's update also adds a bias (scaling x lora_B.bias); the report is of ΔW, "
-                "the weight update, which that bias leaves unchanged"]
-    return []
+        notes.append("lora_bias: every module's update also adds a bias (scaling x lora_B.bias); the report is of "
+                     "ΔW, the weight update, which that bias leaves unchanged")
+    for variant in active_variants(config):
+        notes.append(f"{variant}: {VARIANTS[variant]}")
+    if config.get("bias") in ("all", "lora_only"):
+        notes.append(f"bias={config['bias']!r}: the base's biases were trained too; they are not part of ΔW")
+    return notes
 
 
 # --- ranklab -------------------------------------------------------------------------------------

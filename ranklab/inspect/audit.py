@@ -105,11 +105,17 @@ def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, t
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
     saved = read_adapter(path)
+    weights = _base_for_update(saved, base)
     rows, svds, spectra = [], [], {}
     for module in saved.modules.values():
         for chosen in [selector] if selector else module.selectors():
             with torch.no_grad():
-                factors = [f.detach().float() for f in module.factors(**chosen)]
+                if module.needs_base:  # DoRA, KaSA: ΔW is a function of W0
+                    d_out, d_in = module.fixed[0].shape[0], module.fixed[-1].shape[1]
+                    w0 = oriented_base(weights[module.name], d_out, d_in, module.name)
+                    factors = [f.detach().float() for f in module.factors_with_base(w0)]
+                else:
+                    factors = [f.detach().float() for f in module.factors(**chosen)]
             svd = factored_svd(factors, compute_uv=True)
             rows.append(_row(module, chosen, svd, factors, top_k, tau, tol))
             svds.append((svd, factors))
@@ -117,7 +123,7 @@ def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, t
     report = pd.DataFrame(rows)
     similarity = _similarities(report, [s for s, _ in svds])
     if base is not None:
-        report = _with_base(report, svds, saved, base, intruder_k, intruder_eps)
+        report = _with_base(report, svds, saved, base, intruder_k, intruder_eps, weights)
     report = _tidy(report)
     report.attrs.update({"tau": tau, "tol": tol, "format": saved.format})
     return AdapterAudit(path=saved.path, format=saved.format, report=report, spectra=spectra, similarity=similarity,
@@ -167,11 +173,25 @@ def _phi(first: FactoredSVD, second: FactoredSVD, k: int) -> float:
     return float((a.T @ b).pow(2).sum()) / k
 
 
-def _with_base(report: pd.DataFrame, svds: list[tuple[FactoredSVD, list[torch.Tensor]]], saved: SavedAdapter,
-               base: Any, intruder_k: int, intruder_eps: float) -> pd.DataFrame:
+def _base_for_update(saved: SavedAdapter, base: Any) -> dict[str, torch.Tensor] | None:
+    """W0 of every module when some module's ΔW needs it (DoRA, KaSA); refuses without a base."""
+    needs = [m for m in saved.modules.values() if m.needs_base]
+    if not needs:
+        return None
+    if base is None:
+        raise ValueError(f"{saved.path} is {needs[0].needs_base}; pass --base NAME_OR_PATH (base= in Python) "
+                         "to compute it exactly")
     from .base_weights import base_weights
 
-    weights = base_weights(base, list(saved.modules))
+    return base_weights(base, list(saved.modules))
+
+
+def _with_base(report: pd.DataFrame, svds: list[tuple[FactoredSVD, list[torch.Tensor]]], saved: SavedAdapter,
+               base: Any, intruder_k: int, intruder_eps: float,
+               weights: dict[str, torch.Tensor] | None = None) -> pd.DataFrame:
+    from .base_weights import base_weights
+
+    weights = weights if weights is not None else base_weights(base, list(saved.modules))
     extra = []
     for i, row in report.iterrows():
         w0 = oriented_base(weights[row["name"]], int(row["d_out"]), int(row["d_in"]), row["name"])
