@@ -141,3 +141,13 @@ def test_compressing_a_variant_keeps_its_logits_or_refuses(tmp_path, name):
         loaded = PeftModel.from_pretrained(llama(), str(tmp_path / "out")).eval()
     with torch.no_grad():
         torch.testing.assert_close(loaded(input_ids=ids).logits, want, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("init", ["pissa", "olora"])
+def test_an_initialisation_that_changed_the_base_is_refused_by_name(tmp_path, init):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(llama(), LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, init_lora_weights=init))
+        model.save_pretrained(str(tmp_path / "adapter"))
+    with pytest.raises(ValueError, match=f"init_lora_weights='{init}'.*changes W0"):
+        audit_adapter(tmp_path / "adapter")

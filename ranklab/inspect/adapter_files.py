@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..adapters import AdapterLayer, config_from_dict, get_method
-from ..train.records import ADAPTER_DIR
+from ..folders import ADAPTER_DIR
 from .factors import default_selectors, module_factors
 
 PEFT_CONFIG = "adapter_config.json"
@@ -43,7 +43,8 @@ class SavedModule:
     method: str
     params: int
     layer: AdapterLayer | None = None  # ranklab: the rebuilt layer (its base lives on the meta device)
-    fixed: list[torch.Tensor] | None = None  # PEFT: [F1, F2] with the scaling in F1
+    fixed: list[torch.Tensor] | None = None  # PEFT: [B, A] as stored (their dtype); ΔW = scale * B A
+    scale: float = 1.0
     needs_base: str | None = None  # why ΔW needs W0 (DoRA, KaSA): factors() refuses, factors_with_base() computes
     from_base: Callable[[torch.Tensor], list[torch.Tensor]] | None = None  # W0 (d_out x d_in) -> factors of ΔW
 
@@ -54,7 +55,11 @@ class SavedModule:
             return module_factors(self.layer, **selector)
         if selector:
             raise ValueError(f"{self.name} is a PEFT module: it takes no selector, got {sorted(selector)}")
-        return list(self.fixed)
+        return self.scaled()
+
+    def scaled(self) -> list[torch.Tensor]:
+        """PEFT: [scale * B, A] in float32, made on demand (a 7B adapter stays in its stored dtype)."""
+        return [self.fixed[0].float() * self.scale, self.fixed[1].float()]
 
     def factors_with_base(self, w0: torch.Tensor, **selector: Any) -> list[torch.Tensor]:
         """Factors of ΔW = (W0 + update) - W0 given the base weight (d_out x d_in)."""
@@ -151,13 +156,13 @@ def _group_lora_tensors(weights: dict[str, torch.Tensor]) -> tuple[dict[str, dic
 def _peft_module(name: str, parts: dict[str, torch.Tensor], config: dict[str, Any], adalora: bool) -> SavedModule:
     if "A" not in parts or "B" not in parts:
         raise ValueError(f"{name}: the saved adapter has {sorted(parts)} but needs both lora_A and lora_B")
-    a, b = parts["A"].float(), parts["B"].float()
+    a, b = parts["A"], parts["B"]
     relative = name.removeprefix("base_model.model.")
     if adalora:
         init_r = int(config.get("init_r") or a.shape[0])
         alpha = config.get("lora_alpha") or init_r
         scale = alpha / (init_r + 1e-5)  # PEFT: scaling / (ranknum + 1e-5), ranknum = init_r
-        a = a * parts["E"].float().reshape(-1, 1)
+        a = a.float() * parts["E"].float().reshape(-1, 1)
     else:
         r = a.shape[0]
         alpha = _pattern_value(config.get("alpha_pattern"), relative, config.get("lora_alpha", 8))
@@ -165,18 +170,17 @@ def _peft_module(name: str, parts: dict[str, torch.Tensor], config: dict[str, An
     a, b = _block_diagonal(relative, a, b, config.get("use_bdlora"))
     # (d_out x d_in) also for GPT-2's Conv1D (fan_in_fan_out): PEFT stores lora_A / lora_B in
     # nn.Linear's layout there too; only W0's storage (and get_delta_weight) is d_in x d_out
-    first, second = b * scale, a
     params = sum(t.numel() for t in parts.values())
     module = SavedModule(name=name, method=PEFT_TYPES["ADALORA" if adalora else "LORA"], params=params,
-                         fixed=[first, second])
+                         fixed=[b, a], scale=float(scale))
     if "diag" in parts:  # KaSA: s B diag(ΔΣ) A on a base whose r smallest singular components PEFT dropped
-        module.fixed = [first * parts["diag"].float(), second]
+        module.fixed = [b.float() * parts["diag"].float(), a]
         module.needs_base = ("a KaSA adapter: PEFT drops W0's r smallest singular components at init, so ΔW relative "
                              "to the base needs W0's SVD")
-        module.from_base = lambda w0, f=module.fixed: _kasa_factors(w0, f)
+        module.from_base = lambda w0, m=module: _kasa_factors(w0, m.scaled())
     if "magnitude_vector" in parts:  # DoRA: W' = diag(m / ||W0 + s B A||_rows) (W0 + s B A)
         module.needs_base = "a DoRA adapter: its update rescales each row of W0 + s B A, so ΔW needs W0"
-        module.from_base = lambda w0, f=module.fixed, m=parts["magnitude_vector"].float(): _dora_factors(w0, f, m)
+        module.from_base = lambda w0, m=module, g=parts["magnitude_vector"].float(): _dora_factors(w0, m.scaled(), g)
     return module
 
 
@@ -248,25 +252,46 @@ REFUSED_VARIANTS = {"arrow_config": "Arrow routes each token among several LoRA 
                                     "per module; audit each expert's adapter folder on its own"}
 
 
+# LoraConfig options of PEFT 0.21 that leave ΔW = s B A (or are read above: patterns, rsLoRA, fan_in_fan_out,
+# lora_bias) or only set up the initial factors; any other truthy "use_*" / "*_config" option of a saved
+# config is a variant this ranklab does not know (tests/test_inspect_variants.py keeps both lists in step with PEFT)
+_NOT_VARIANTS = {"use_rslora", "eva_config", "lora_ga_config", "runtime_config", "megatron_config", "loftq_config",
+                 "corda_config"}
+# Initialisations that change W0 itself (PEFT subtracts the initial update from the base): a folder saved without
+# PEFT's conversion holds an update relative to a base no one has.
+_BASE_CHANGING_INITS = ("pissa", "olora", "corda", "loftq", "lora_ga")
+
+
 def active_variants(config: dict[str, Any]) -> list[str]:
-    """The LoRA variants a saved PEFT config turns on: PEFT's own variant fields where PEFT is
-    installed (so a variant added to PEFT later is seen), else ranklab's known list."""
-    names = set(VARIANTS) | set(REFUSED_VARIANTS)
-    try:
-        import dataclasses
+    """The LoRA variants a saved PEFT config turns on (known ones and any unknown ``use_*`` /
+    ``*_config`` option), without importing PEFT (it pulls in transformers: seconds)."""
+    found = set()
+    for key, value in config.items():
+        if value in (None, False, [], {}, ""):
+            continue
+        if key in VARIANTS or key in REFUSED_VARIANTS or (
+                (key.startswith("use_") or key.endswith("_config")) and key not in _NOT_VARIANTS):
+            found.add(key)
+    if config.get("init_lora_weights") == "mica":
+        found.add("mica")
+    return sorted(found)
 
-        from peft import LoraConfig
 
-        names |= {f.name for f in dataclasses.fields(LoraConfig) if f.metadata.get("is_lora_variant")}
-        names |= {option for f in dataclasses.fields(LoraConfig) if f.name == "init_lora_weights"
-                  for option in f.metadata.get("lora_variants", [])}
-    except ImportError:
-        pass
+def _base_changing_init(config: dict[str, Any]) -> str | None:
     init = config.get("init_lora_weights")
-    return sorted(n for n in names if (init == n) or (n != "mica" and config.get(n) not in (None, False, [], {})))
+    if isinstance(init, str) and init.lower().startswith(_BASE_CHANGING_INITS):
+        return init
+    if config.get("loftq_config") and init == "loftq":
+        return "loftq"
+    return None
 
 
 def _refuse_unknown_variants(path: Path, config: dict[str, Any]) -> None:
+    init = _base_changing_init(config)
+    if init:
+        raise ValueError(f"{path} was initialised with init_lora_weights={init!r}, which changes W0 itself: its update "
+                         "is relative to that changed base; save it with PEFT's conversion "
+                         "(save_pretrained(..., path_initial_model_for_weight_conversion=...)) to audit it")
     for variant in active_variants(config):
         if variant in REFUSED_VARIANTS:
             raise ValueError(f"{path}: {REFUSED_VARIANTS[variant]} ({variant})")

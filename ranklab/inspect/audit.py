@@ -29,7 +29,7 @@ from .adapter_files import SavedAdapter, SavedModule, read_adapter
 from .base_analysis import chance_similarity, oriented_base, update_vs_base
 from .factors import layer_index, short_module_name
 from .ranks import rank_measures
-from .spectra import FactoredSVD, factored_svd
+from .spectra import FactoredSVD, factored_svd, two_factor_svd
 
 TEXT_COLUMNS = ["layer", "module", "task", "expert", "method", "ranks", "sigma_1", "effective_rank", "stable_rank",
                 "energy_rank", "numerical_rank", "delta_fro", "phi_prev", "relative_delta", "alignment",
@@ -42,11 +42,23 @@ class AdapterAudit:
     format: str
     report: pd.DataFrame
     spectra: dict[str, np.ndarray]  # key: module name, plus " [task t]" / " [expert i]" where per task / expert
-    similarity: pd.DataFrame  # every pair of same-type modules (same task): name_1, name_2, k, phi, chance
     base: str | None = None
     base_hint: str | None = None  # the base the folder names, when none was given
     skipped: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    bases: list[torch.Tensor | None] = field(default_factory=list, repr=False)  # per row: V[:, :numerical rank]
+    _pairs: pd.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def similarity(self) -> pd.DataFrame:
+        """Every pair of same-type modules (same task / expert): name_1, name_2, k, phi, chance.
+        Computed on first use (all pairs of a 7B adapter: seconds; ``phi_prev`` needs only neighbours)."""
+        if self._pairs is None:
+            if not self.bases:
+                raise ValueError("this audit kept no singular vectors (audit_adapter(..., all_pairs=False)): "
+                                 "run it with all_pairs=True for every pair's similarity")
+            self._pairs = _similarities(self.report.copy(), self.bases, all_pairs=True)
+        return self._pairs
 
     def to_text(self, spectra: bool = True) -> str:
         """The terminal view: a header, one row per module, then each module's spectrum."""
@@ -98,15 +110,18 @@ def _row(module: SavedModule, selector: dict[str, Any], svd: FactoredSVD, factor
 
 
 def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, tol: float = 1e-6, top_k: int = 4,
-                  intruder_k: int = 10, intruder_eps: float = 0.5, **selector: Any) -> AdapterAudit:
+                  intruder_k: int = 10, intruder_eps: float = 0.5, all_pairs: bool = True,
+                  **selector: Any) -> AdapterAudit:
     """Audit a saved adapter folder; ``base`` (a model, a local folder, a ranklab backbone name or a
     hub id) adds the columns that need W0.  ``selector`` (``task=``, ``rank=``, ``expert=``) goes to
-    every ranklab module, replacing the default one-row-per-task / per-expert."""
+    every ranklab module, replacing the default one-row-per-task / per-expert.  ``all_pairs=False``
+    keeps only what ``phi_prev`` needs (no ``similarity`` of every pair): a 7B adapter's audit then
+    holds no singular vectors (``ranklab inspect`` without ``--plots``)."""
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
     saved = read_adapter(path)
     weights = _base_for_update(saved, base)
-    rows, svds, spectra = [], [], {}
+    rows, svds, spectra, bases = [], [], {}, []
     for module in saved.modules.values():
         for chosen in [selector] if selector else module.selectors():
             with torch.no_grad():
@@ -115,20 +130,28 @@ def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, t
                     w0 = oriented_base(weights[module.name], d_out, d_in, module.name)
                     factors = [f.detach().float() for f in module.factors_with_base(w0)]
                 else:
-                    factors = [f.detach().float() for f in module.factors(**chosen)]
-            svd = factored_svd(factors, compute_uv=True)
+                    factors = [f.detach().float() for f in module.factors(**chosen)]  # no copy if float32
+            # two factors (every PEFT LoRA): Cholesky QR of the r x r Gram matrices, exact and fast
+            svd = (two_factor_svd(*factors, left_vectors=base is not None) if len(factors) == 2
+                   else factored_svd(factors, compute_uv=True))
             rows.append(_row(module, chosen, svd, factors, top_k, tau, tol))
-            svds.append((svd, factors))
+            k = int(rows[-1]["numerical_rank"])
+            bases.append(svd.V[:, :k].contiguous() if svd.V is not None and k else None)
+            # with a base: the factors (dense ΔW) and U; without: only the spectrum and V's top k
+            svds.append((svd, factors) if base is not None else None)
             spectra[_label(module.name, chosen)] = svd.S.double().cpu().numpy()
+            del svd, factors
     report = pd.DataFrame(rows)
-    similarity = _similarities(report, [s for s, _ in svds])
+    _similarities(report, bases, all_pairs=False)  # fills phi_prev
+    if not all_pairs:
+        bases = []
     if base is not None:
         report = _with_base(report, svds, saved, base, intruder_k, intruder_eps, weights)
     report = _tidy(report)
     report.attrs.update({"tau": tau, "tol": tol, "format": saved.format})
-    return AdapterAudit(path=saved.path, format=saved.format, report=report, spectra=spectra, similarity=similarity,
+    return AdapterAudit(path=saved.path, format=saved.format, report=report, spectra=spectra,
                         base=None if base is None else _base_label(base), base_hint=saved.base_name,
-                        skipped=saved.skipped, notes=saved.notes)
+                        skipped=saved.skipped, notes=saved.notes, bases=bases)
 
 
 def _base_label(base: Any) -> str:
@@ -145,32 +168,35 @@ def _tidy(report: pd.DataFrame) -> pd.DataFrame:
     return report
 
 
-def _similarities(report: pd.DataFrame, svds: list[FactoredSVD]) -> pd.DataFrame:
-    """phi(k, k) of right singular vectors for every pair of same-type modules of the same task /
-    expert; fills ``phi_prev`` (the same module in the previous layer) in ``report``."""
+def _similarities(report: pd.DataFrame, bases: list[torch.Tensor | None], all_pairs: bool) -> pd.DataFrame:
+    """phi(k, k) of right singular vectors (k = the smaller numerical rank) for pairs of same-type
+    modules of the same task / expert: every pair, or (``all_pairs=False``) each module with the one
+    in the previous layer; fills ``phi_prev`` in ``report`` either way."""
+    for column in ("task", "expert"):  # dropped from a tidied report where no module has one
+        if column not in report:
+            report[column] = np.nan
     keys = pd.Series([f"{m}|{t}|{e}" for m, t, e in zip(report["module"], report["task"], report["expert"])],
                      index=report.index)
-    pairs, phis = [], {}
+    pairs = []
     report["phi_prev"] = np.nan
     for _, group in report.groupby(keys, sort=False):
         ordered = group.sort_values("layer", na_position="first").index.tolist()
         for position, a in enumerate(ordered):
-            for b in ordered[position + 1:]:
+            for b in ordered[position + 1:] if all_pairs else ordered[position + 1:position + 2]:
                 k = int(min(report.at[a, "numerical_rank"], report.at[b, "numerical_rank"]))
                 same_space = report.at[a, "d_in"] == report.at[b, "d_in"]
-                phis[a, b] = _phi(svds[a], svds[b], k) if k and same_space else np.nan
+                phi = _phi(bases[a], bases[b], k) if k and same_space else np.nan
+                if b == ordered[position + 1]:  # the same module one layer up
+                    report.at[b, "phi_prev"] = phi
                 pairs.append({"name_1": report.at[a, "name"], "name_2": report.at[b, "name"],
                               "module": report.at[a, "module"], "task": report.at[a, "task"],
-                              "expert": report.at[a, "expert"], "k": k, "phi": phis[a, b],
+                              "expert": report.at[a, "expert"], "k": k, "phi": phi,
                               "chance": chance_similarity(k, int(report.at[a, "d_in"])) if k else np.nan})
-        for before, after in zip(ordered, ordered[1:]):
-            report.at[after, "phi_prev"] = phis[before, after]
     return pd.DataFrame(pairs, columns=["name_1", "name_2", "module", "task", "expert", "k", "phi", "chance"])
 
 
-def _phi(first: FactoredSVD, second: FactoredSVD, k: int) -> float:
-    a, b = first.V[:, :k].double(), second.V[:, :k].double()
-    return float((a.T @ b).pow(2).sum()) / k
+def _phi(first: torch.Tensor, second: torch.Tensor, k: int) -> float:
+    return float((first[:, :k].T @ second[:, :k]).double().pow(2).sum()) / k  # k x k in float64
 
 
 def _base_for_update(saved: SavedAdapter, base: Any) -> dict[str, torch.Tensor] | None:

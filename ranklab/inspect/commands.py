@@ -21,7 +21,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     selector = {k: v for k, v in (("task", args.task), ("rank", args.rank)) if v is not None}
     audit = audit_adapter(args.path, base=args.base, tau=args.tau, top_k=args.top_k, intruder_k=args.intruder_k,
-                          intruder_eps=args.intruder_eps, **selector)
+                          intruder_eps=args.intruder_eps, all_pairs=bool(args.plots), **selector)
     print(audit.to_text())
     if args.csv:
         print(f"wrote {write_text(args.csv, audit.report.to_csv(index=False))}")

@@ -112,3 +112,29 @@ def check_against_dense(module: nn.Module, **selector: Any) -> dict[str, float]:
     return {"factored": q, "dense": len(dense),
             "max_relative_difference": float((sigma - dense[:q]).abs().max()) / top if q else 0.0,
             "largest_other": float(dense[q:].max()) / top if len(dense) > q else 0.0}
+
+
+@torch.no_grad()
+def two_factor_svd(left: torch.Tensor, right: torch.Tensor, compute_uv: bool = True,
+                   left_vectors: bool = True) -> FactoredSVD:
+    """Thin SVD of ΔW = left @ right (d_out x r, r x d_in) from the r x r Gram matrices (Cholesky
+    QR, float64): the same exact result as ``factored_svd``, by matrix products instead of two
+    Householder QRs of d x r factors (several times faster for large d: a 7B adapter's 224
+    modules).  A factor whose Gram matrix is singular or badly conditioned (a zero B, pruned
+    ranks) goes through ``factored_svd`` instead, where this squaring would cost accuracy."""
+    left64, right64 = left.detach().double(), right.detach().double()
+    gram_left, gram_right = left64.T @ left64, right64 @ right64.T
+    chol_left, bad_left = torch.linalg.cholesky_ex(gram_left)  # left = Q_l chol_left^T
+    chol_right, bad_right = torch.linalg.cholesky_ex(gram_right)  # right^T = Q_r chol_right^T
+    diagonals = [torch.diagonal(c) for c in (chol_left, chol_right)]
+    if bad_left or bad_right or any(float(d.min() / d.max()) ** 2 < 1e-8 for d in diagonals if d.numel()):
+        return factored_svd([left.float(), right.float()], compute_uv=compute_uv)
+    core = chol_left.T @ chol_right  # R_l R_r^T
+    if not compute_uv:
+        return FactoredSVD(U=None, S=torch.linalg.svdvals(core).float(), V=None)
+    u_core, s, vh_core = torch.linalg.svd(core, full_matrices=False)
+    v = right64.T @ torch.linalg.solve_triangular(chol_right.T, vh_core.T, upper=True)
+    if not left_vectors:  # U costs another d_out x r x r product: only when asked (an audit with a base)
+        return FactoredSVD(U=None, S=s.float(), V=v.float())
+    u = left64 @ torch.linalg.solve_triangular(chol_left.T, u_core, upper=True)
+    return FactoredSVD(U=u.float(), S=s.float(), V=v.float())

@@ -13,7 +13,7 @@ from ..version import __version__
 
 RECORD_NAME = "record.json"
 RECORD_FORMAT = "ranklab-run/1"
-ADAPTER_DIR = "adapter"  # a run folder's saved adapter (ranklab.save_adapters format)
+from ..folders import ADAPTER_DIR  # noqa: F401 (re-exported: a run folder's saved adapter)
 PREDICTIONS_NAME = "predictions.json"  # per-example test predictions and labels of a finished run
 PREDICTIONS_FORMAT = "ranklab-predictions/1"
 PACKAGES = ("torch", "transformers", "peft", "accelerate", "datasets")
