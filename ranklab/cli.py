@@ -4,14 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import demo
-from .data import commands as data_commands
-from .experiments import commands as experiment_commands
-from .inspect import commands as inspect_commands
-from .train import commands as train_commands
-
 # Each exposes ``add_commands(subparsers)``; each subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = [demo, data_commands, train_commands, experiment_commands, inspect_commands]
+COMMAND_MODULES = ["ranklab.demo", "ranklab.data.commands", "ranklab.train.commands", "ranklab.experiments.commands",
+                   "ranklab.inspect.commands"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -25,13 +20,32 @@ def build_parser() -> argparse.ArgumentParser:
     """Built at call time, so methods registered after import appear in ``ranklab train --help``."""
     parser = Parser(prog="ranklab", description="Study how LoRA-family adapters use their rank.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    import importlib
+
     for module in COMMAND_MODULES:
-        module.add_commands(subparsers)
+        importlib.import_module(module).add_commands(subparsers)
     return parser
 
 
+# Commands whose module is enough on its own: `ranklab inspect` on a 7B adapter should not spend
+# seconds importing training, data and transformers (the full parser imports every area).
+STANDALONE = {"inspect": "ranklab.inspect.commands", "compress": "ranklab.inspect.commands"}
+
+
+def _parser_for(argv: list[str]) -> argparse.ArgumentParser:
+    if argv and argv[0] in STANDALONE:
+        import importlib
+
+        parser = Parser(prog="ranklab", description="Study how LoRA-family adapters use their rank.")
+        subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+        importlib.import_module(STANDALONE[argv[0]]).add_commands(subparsers)
+        return parser
+    return build_parser()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser_for(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

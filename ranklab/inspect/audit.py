@@ -121,8 +121,12 @@ def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, t
         raise ValueError(f"top_k must be >= 0, got {top_k}")
     saved = read_adapter(path)
     weights = _base_for_update(saved, base)
-    rows, svds, spectra, bases = [], [], {}, []
-    for module in saved.modules.values():
+    rows, svds, spectra_in_order, bases = [], [], [], []
+    previous: dict[tuple, tuple[int, torch.Tensor | None, int]] = {}  # same module one layer down: (row, V, d_in)
+    # layer by layer, so phi_prev is computed as each module arrives and V's need not be kept (a 7B
+    # adapter's are 350 MB); the report keeps the folder's order
+    by_layer = sorted(saved.modules.values(), key=lambda m: -1 if layer_index(m.name) is None else layer_index(m.name))
+    for module in by_layer:
         for chosen in [selector] if selector else module.selectors():
             with torch.no_grad():
                 if module.needs_base:  # DoRA, KaSA: ΔW is a function of W0
@@ -134,17 +138,30 @@ def audit_adapter(path: str | os.PathLike, base: Any = None, tau: float = 0.9, t
             # two factors (every PEFT LoRA): Cholesky QR of the r x r Gram matrices, exact and fast
             svd = (two_factor_svd(*factors, left_vectors=base is not None) if len(factors) == 2
                    else factored_svd(factors, compute_uv=True))
-            rows.append(_row(module, chosen, svd, factors, top_k, tau, tol))
-            k = int(rows[-1]["numerical_rank"])
-            bases.append(svd.V[:, :k].contiguous() if svd.V is not None and k else None)
+            row = _row(module, chosen, svd, factors, top_k, tau, tol)
+            k = int(row["numerical_rank"])
+            basis = svd.V[:, :k].contiguous() if svd.V is not None and k else None
+            key = (row["module"], row["task"], row["expert"])
+            if key in previous and row["layer"] is not None:
+                before, before_basis, d_in = previous[key]
+                shared = min(k, int(rows[before]["numerical_rank"]))
+                row["phi_prev"] = (_phi(before_basis, basis, shared) if shared and d_in == row["d_in"]
+                                   else np.nan)
+            previous[key] = (len(rows), basis, row["d_in"])
+            rows.append(row)
+            bases.append(basis if all_pairs else None)
             # with a base: the factors (dense ΔW) and U; without: only the spectrum and V's top k
             svds.append((svd, factors) if base is not None else None)
-            spectra[_label(module.name, chosen)] = svd.S.double().cpu().numpy()
+            spectra_in_order.append((_label(module.name, chosen), svd.S.double().cpu().numpy()))
             del svd, factors
-    report = pd.DataFrame(rows)
-    _similarities(report, bases, all_pairs=False)  # fills phi_prev
-    if not all_pairs:
-        bases = []
+    order = {name: i for i, name in enumerate(saved.modules)}
+    keep = sorted(range(len(rows)), key=lambda i: order[rows[i]["name"]])  # stable: tasks / experts stay in order
+    report = pd.DataFrame([rows[i] for i in keep]).reset_index(drop=True)
+    if "phi_prev" not in report:
+        report["phi_prev"] = np.nan
+    svds = [svds[i] for i in keep]
+    spectra = dict(spectra_in_order[i] for i in keep)
+    bases = [bases[i] for i in keep] if all_pairs else []
     if base is not None:
         report = _with_base(report, svds, saved, base, intruder_k, intruder_eps, weights)
     report = _tidy(report)
