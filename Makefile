@@ -14,7 +14,7 @@ STAMP      := $(VENV)/.ranklab-installed
 
 SCALE      ?= embedded
 
-.PHONY: setup run reproduce quick figures demo bench test test-slow test-dist test-browser lab clean-venv lock
+.PHONY: setup run reproduce quick figures demo bench bench-audit test test-slow test-dist test-browser lab clean-venv lock
 
 setup: $(STAMP)
 
@@ -80,3 +80,6 @@ lock:
 	  $(LATEST)/bin/python -m pip freeze --exclude-editable | sed -E 's/^(torch[a-z]*==[^+]*)\+.*/\1/'; } > constraints.txt.tmp
 	mv constraints.txt.tmp constraints.txt
 	$(MAKE) test VENV=$(LATEST)
+
+bench-audit: setup
+	$(BIN)/python benchmarks/audit_bench.py

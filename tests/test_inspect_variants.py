@@ -151,3 +151,15 @@ def test_an_initialisation_that_changed_the_base_is_refused_by_name(tmp_path, in
         model.save_pretrained(str(tmp_path / "adapter"))
     with pytest.raises(ValueError, match=f"init_lora_weights='{init}'.*changes W0"):
         audit_adapter(tmp_path / "adapter")
+
+
+@pytest.mark.parametrize("option", [{"use_qalora": True}, {"use_newvariant": True}, {"shiny_config": {"k": 1}}])
+def test_a_variant_ranklab_does_not_know_is_refused_by_name(tmp_path, option):
+    import json
+
+    model, folder, _ = saved(tmp_path, "plain")
+    file = folder / "adapter_config.json"
+    file.write_text(json.dumps({**json.loads(file.read_text()), **option}))
+    name = next(iter(option))
+    with pytest.raises(ValueError, match=f"variant '{name}'"):
+        audit_adapter(folder)
