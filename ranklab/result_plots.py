@@ -233,7 +233,7 @@ def plot_embedding_study(studies: Mapping[str, Mapping[str, Any]], task_names: S
                     ax.scatter([p["x"] for p in pts], [p["y"] for p in pts], marker=marker, s=28,
                                color=PALETTE[point_task % len(PALETTE)], edgecolors="black", linewidths=0.3)
         method = data["points"][0]["method"] if data["points"] else ""
-        ax.set(title=f"{titles[key]}\n{method}, {len(data['seeds'])} seeds x {len(data['modules'])} modules",
+        ax.set(title=f"{titles[key]}\n{method}, seeds {', '.join(map(str, data['seeds']))} x {len(data['modules'])} modules",
                xlabel="dim 1", ylabel="dim 2")
         ax.title.set_fontsize(9)
         matrix = np.asarray(data["cosine"])

@@ -211,7 +211,9 @@ def fig_emd_sweep(summary: Summary, derived: Derived | None = None) -> Figure | 
     rows = (derived or derive(summary))["sweep"]
     if len(rows) < 2:
         return None
-    return plot_sweep(rows, f"EMD at equal budget (a + b = 16): distinct ranks for A' and B' ({summary['scale']})")
+    seeds = ", ".join(str(s) for s in rows[0]["seeds"])
+    return plot_sweep(rows, f"EMD at equal budget (a + b = 16): distinct ranks for A' and B' ({summary['scale']}, "
+                            f"{'/'.join(rows[0]['tasks'])}, seeds {seeds})")
 
 
 def fig_task_embeddings(summary: Summary) -> Figure | None:
@@ -310,7 +312,8 @@ def fig_dylora_curve(summary: Summary) -> Figure | None:
         metric = picked[0]["main_metrics"][task]
         ranks = [c["rank"] for c in picked[0]["analysis"]["rank_curve"]]
         values = np.array([[100 * c["metrics"][task][metric] for c in r["analysis"]["rank_curve"]] for r in picked])
-        lines.append({"x": ranks, "y": values.mean(0), "label": f"{task} ({metric}), mean of {len(picked)} seeds",
+        seeds = ", ".join(str(r["seed"]) for r in sorted(picked, key=lambda r: r["seed"]))
+        lines.append({"x": ranks, "y": values.mean(0), "label": f"{task} ({metric}), mean of seeds {seeds}",
                       "color": PALETTE[i]})
     return plot_lines(lines, xlabel="rank b used at evaluation", ylabel="validation metric x 100",
                       title="one DyLoRA adapter, every rank")
@@ -346,7 +349,8 @@ def fig_adalora_budget(summary: Summary) -> Figure | None:
     for ax, (task, table) in zip(axes[1:], tables.items()):
         heatmap(ax, table.to_numpy(dtype=float), list(table.columns), list(table.index), cmap="cividis", vmin=0,
                 vmax=vmax, fmt=".1f", fontsize=8, xrotation=0, colorbar=ax is axes[-1], colorbar_label="final rank")
-        ax.set(title=f"{task}: final rank per module\n(mean of {len(final) // len(tasks)} seeds)", xlabel="module",
+        seeds = sorted(r["seed"] for r in final if r["tasks"][0] == task)
+        ax.set(title=f"{task}: final rank per module\n(mean of seeds {', '.join(map(str, seeds))})", xlabel="module",
                ylabel="layer")
     fig.suptitle("AdaLoRA 12 -> 8: where the rank budget went")
     return fig
