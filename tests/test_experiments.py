@@ -412,6 +412,7 @@ def test_every_number_readme_quotes_from_the_runs_is_recomputed_from_the_summari
 
     readme = (ROOT / "README.md").read_text().replace("−", "-")
     reading = readme[readme.index("How to read it:"):readme.index("### The paper scale")]
+    reading = " ".join(reading.split())  # Markdown wraps lines anywhere, an interval included
     main = json.loads(SUMMARY.read_text())
     longer = json.loads((ROOT / "figures" / "embedded-x4" / SUMMARY.name).read_text())
     derived = {"main": derive(main, n_boot=50), "x4": derive(longer, n_boot=50)}
@@ -486,3 +487,20 @@ def test_a_worker_process_adds_each_step_to_the_shared_count():
                              initargs=(1, progress)) as pool:
         values = pool.submit(_count_steps_in_a_worker, 4, 8).result()
     assert values == [5, 13, 21, 29, 37] and progress.value == 37
+
+
+@pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
+def test_gate_figures_show_a_spread_only_when_several_seeds_are_averaged():
+    """MoR kept one seed (two collapsed): its cells show that seed's value, not a '±0.00' spread."""
+    summary = json.loads(SUMMARY.read_text())
+    from ranklab.experiments.derived import collapsed_seeds
+    from ranklab.experiments.figures import MOR_LABEL, router_label
+
+    for draw, label in ((figs.fig_mor_router, MOR_LABEL), (figs.fig_router_distribution, router_label(summary))):
+        fig, name = draw(summary), label
+        kept = [r["seed"] for r in summary["runs"] if r["recipe"] == "multi_task" and r["label"] == label
+                and r["seed"] not in collapsed_seeds(summary, "multi_task", label)]
+        cells = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert cells and all(("±" in text) == (len(kept) > 1) for text in cells), name
+        title = fig._suptitle.get_text()
+        assert (f"seed {kept[0]} only" in title) == (len(kept) == 1), title

@@ -263,14 +263,16 @@ def _gate_figure(summary: Summary, needs: str, label: str, title: str) -> Figure
         heatmap(ax, mean, [g.split("_")[1] for g in gates], tasks, cmap="magma", annotate=False, vmin=0, vmax=1,
                 xrotation=0, colorbar=ax is axes[-1], colorbar_label="gate probability")
         for (i, j), value in np.ndenumerate(mean):
-            ax.text(j, i, f"{value:.2f}\n±{spread[i, j]:.2f}", ha="center", va="center", fontsize=5,
+            text = f"{value:.2f}\n±{spread[i, j]:.2f}" if len(kept) > 1 else f"{value:.2f}"  # one seed: no spread
+            ax.text(j, i, text, ha="center", va="center", fontsize=5,
                     color="black" if value > 0.6 else "white")
         ax.set(title=f"layer {module.split('layer.')[-1].split('.')[0]}: {module.rsplit('.', 1)[-1]}",
                xlabel="gate index (rank / expert)", ylabel="task")
     used = ", ".join(str(r["seed"]) for r in kept)
     left_out = sorted(collapsed & {r["seed"] for r in runs})
     note = f"; collapsed seeds {left_out} left out" if left_out and len(kept) < len(runs) else ""
-    fig.suptitle(f"{title}\nmean over seeds {used}{note}; ± half the seeds' min-max range", fontsize=9)
+    shown = f"mean over seeds {used}{note}; ± half the seeds' min-max range" if len(kept) > 1 else f"seed {used} only{note}"
+    fig.suptitle(f"{title}\n{shown}", fontsize=9)
     return fig
 
 
