@@ -133,7 +133,9 @@ def two_factor_svd(left: torch.Tensor, right: torch.Tensor, compute_uv: bool = T
     if not compute_uv:
         return FactoredSVD(U=None, S=torch.linalg.svdvals(core).float(), V=None)
     u_core, s, vh_core = torch.linalg.svd(core, full_matrices=False)
-    v = right64.T @ torch.linalg.solve_triangular(chol_right.T, vh_core.T, upper=True)
+    # V = right^T X as (X^T right)^T: the same product with right contiguous is ~3x faster than
+    # with its transposed view (a d_in x r x r GEMM over a strided operand, measured on 2 cores)
+    v = (torch.linalg.solve_triangular(chol_right.T, vh_core.T, upper=True).T @ right64).T
     if not left_vectors:  # U costs another d_out x r x r product: only when asked (an audit with a base)
         return FactoredSVD(U=None, S=s.float(), V=v.float())
     u = left64 @ torch.linalg.solve_triangular(chol_left.T, u_core, upper=True)
