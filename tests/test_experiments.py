@@ -497,10 +497,10 @@ def test_gate_figures_show_a_spread_only_when_several_seeds_are_averaged():
     from ranklab.experiments.figures import MOR_LABEL, router_label
 
     for draw, label in ((figs.fig_mor_router, MOR_LABEL), (figs.fig_router_distribution, router_label(summary))):
-        fig, name = draw(summary), label
+        fig = draw(summary)
         kept = [r["seed"] for r in summary["runs"] if r["recipe"] == "multi_task" and r["label"] == label
                 and r["seed"] not in collapsed_seeds(summary, "multi_task", label)]
         cells = [t.get_text() for ax in fig.axes for t in ax.texts]
-        assert cells and all(("±" in text) == (len(kept) > 1) for text in cells), name
+        assert cells and all(("±" in text) == (len(kept) > 1) for text in cells), label
         title = fig._suptitle.get_text()
         assert (f"seed {kept[0]} only" in title) == (len(kept) == 1), title

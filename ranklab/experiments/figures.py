@@ -257,13 +257,14 @@ def _gate_figure(summary: Summary, needs: str, label: str, title: str) -> Figure
     tasks = list(dict.fromkeys(table["task"]))
     fig = Figure(figsize=(0.62 * len(gates) * len(modules) + 3.2, 0.42 * len(tasks) + 2.4), layout="constrained")
     axes = fig.subplots(1, len(modules), squeeze=False)[0]
+    several = len(kept) > 1  # one seed has no spread to show
     for ax, module in zip(axes, modules):
         rows = table[table["name"] == module].groupby("task", sort=False)[gates]
         mean, spread = rows.mean().reindex(tasks).to_numpy(), (rows.max() - rows.min()).reindex(tasks).to_numpy() / 2
         heatmap(ax, mean, [g.split("_")[1] for g in gates], tasks, cmap="magma", annotate=False, vmin=0, vmax=1,
                 xrotation=0, colorbar=ax is axes[-1], colorbar_label="gate probability")
         for (i, j), value in np.ndenumerate(mean):
-            text = f"{value:.2f}\n±{spread[i, j]:.2f}" if len(kept) > 1 else f"{value:.2f}"  # one seed: no spread
+            text = f"{value:.2f}\n±{spread[i, j]:.2f}" if several else f"{value:.2f}"
             ax.text(j, i, text, ha="center", va="center", fontsize=5,
                     color="black" if value > 0.6 else "white")
         ax.set(title=f"layer {module.split('layer.')[-1].split('.')[0]}: {module.rsplit('.', 1)[-1]}",
@@ -271,7 +272,7 @@ def _gate_figure(summary: Summary, needs: str, label: str, title: str) -> Figure
     used = ", ".join(str(r["seed"]) for r in kept)
     left_out = sorted(collapsed & {r["seed"] for r in runs})
     note = f"; collapsed seeds {left_out} left out" if left_out and len(kept) < len(runs) else ""
-    shown = f"mean over seeds {used}{note}; ± half the seeds' min-max range" if len(kept) > 1 else f"seed {used} only{note}"
+    shown = f"mean over seeds {used}{note}; ± half the seeds' min-max range" if several else f"seed {used} only{note}"
     fig.suptitle(f"{title}\n{shown}", fontsize=9)
     return fig
 
