@@ -2,7 +2,7 @@
 import pytest
 from torch import nn
 
-from ranklab import get_method, make_config
+from ranklab import available_methods, get_method, make_config
 from ranklab.accounting import budget, module_params, paper_budgets, target_shapes
 
 
@@ -43,18 +43,16 @@ def test_bad_options_fail_clearly():
         module_params("lora", 8, 8, r=16)
 
 
-CASES = {
-    "lora": dict(r=3), "emd": dict(a=2, b=5), "dylora": dict(r_max=4), "rank_router": dict(r=4, n_tasks=3),
-    "mor": dict(r=4, n_experts=3), "mor_task": dict(r=4, n_experts=3, router="task", n_tasks=2),
-}
+# every registered method (the toy one too) and every example config it offers, on a 20 -> 12 module
+CASES = [pytest.param(config, id=f"{config.method}-{i}") for method in available_methods()
+         for i, config in enumerate(get_method(method)[0].examples())]
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_counts_agree_with_real_layers(case):
-    method = case.replace("_task", "")
-    config = make_config(method, **CASES[case])
-    layer = get_method(method)[1](nn.Linear(20, 12), config)
-    assert sum(module_params(method, 20, 12, **CASES[case]).values()) == layer.num_adapter_params()
+@pytest.mark.parametrize("config", CASES)
+def test_counts_agree_with_real_layers(config):
+    options = {k: v for k, v in config.to_dict().items() if k != "method"}
+    layer = get_method(config.method)[1](nn.Linear(20, 12), config)
+    assert sum(module_params(config.method, 20, 12, **options).values()) == layer.num_adapter_params()
 
 
 def test_paper_budgets_split_lora_and_router_parts():

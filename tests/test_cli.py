@@ -5,7 +5,7 @@ import pytest
 
 from ranklab.cli import build_parser, main
 from ranklab.train import TrainConfig
-from ranklab.train.commands import config_from_args
+from ranklab.train.commands import config_from_args, method_config_classes
 
 
 def parse(*argv: str) -> TrainConfig:
@@ -60,9 +60,26 @@ def test_help_shows_defaults_and_every_methods_options(capsys):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: 0.0005)" in text and "(default: minilm-l6)" in text
-    assert "--r R Rank of the update. [lora: 8, moelora: 8, mor: 32, rank_router: 16]" in text
     assert "--a A" in text and "[emd: 8]" in text and "--init-r" in text  # EMD's and AdaLoRA's own options
     assert "--k K Rank of the toy update. [toy: 4]" in text  # the toy method of tests/toy_method.py
+    # every method's r: its own help text and its default, read from the registry (no list here)
+    for method, config_class in method_config_classes().items():
+        fields = {f.name: f for f in dataclasses.fields(config_class)}
+        if "r" in fields:
+            own = config_class.option_help.get("r", fields["r"].metadata["help"])
+            assert f"{own} [" in text and f"{method}: {fields['r'].default}" in text
+
+
+def test_a_shared_option_shows_each_methods_meaning(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    alpha = text[text.rindex("--alpha ALPHA"):text.rindex("--dropout DROPOUT")]
+    assert "s = alpha / r_ref" in alpha and "[emd: 16.0]" in alpha  # EMD's own meaning of alpha
+    assert "s = alpha / rank." in alpha and "lora: 16.0" in alpha
+    start = text.rindex("--r R ")
+    r = text[start:text.index("--", start + 5)]
+    assert "Rank of the update. [lora: 8" in r and "Rank of the shared A and B. [mor: 32]" in r
 
 
 @pytest.mark.parametrize("argv, message", [

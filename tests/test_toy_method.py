@@ -1,5 +1,6 @@
 """A method added as one file plus one registration line (tests/toy_method.py) is picked up
-everywhere without other edits: the registry, accounting, the contract tests and the CLI."""
+everywhere without other edits: the registry, accounting, the contract tests, the CLI, the demo
+and the causal-LM recipes."""
 import ranklab
 from ranklab.accounting import budget, module_params
 
@@ -33,3 +34,12 @@ def test_toy_has_its_cli_flags():
 
     config = config_from_args(build_parser().parse_args(["train", "--method", "toy", "--k", "2", "--alpha", "4"]))
     assert config.adapter_config().to_dict()["k"] == 2 and config.adapter_config().alpha == 4.0
+
+
+def test_toy_reaches_the_causal_lm_recipes_and_the_demo():
+    from ranklab.demo import demo_methods
+    from ranklab.experiments.causal_lm import causal_lm_configs
+
+    config, = causal_lm_configs("toy", "smoke")
+    assert config.adapter_config().k == 4 and config.adapter_config().target_modules == "all-linear"  # at_rank(4)
+    assert "toy" in demo_methods()

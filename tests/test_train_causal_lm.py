@@ -9,6 +9,7 @@ import ranklab
 from ranklab.attach import adapter_layers
 from ranklab.backbones import init_tied_embeddings
 from ranklab.train import TrainConfig, train
+from ranklab.train.commands import method_config_classes
 from ranklab.train.evaluation import predict_tasks
 from ranklab.train.synthetic import synthetic_completion_task
 
@@ -16,9 +17,9 @@ from .conftest import build_tiny_decoder, build_tiny_gpt2
 
 BUILD = {"gpt2": build_tiny_gpt2, "llama": lambda seed=0: build_tiny_decoder("llama", seed=seed),
          "qwen2": lambda seed=0: build_tiny_decoder("qwen2", seed=seed)}
-METHODS = {"lora": dict(r=4), "emd": dict(a=2, b=6), "dylora": dict(r_min=1, r_max=4), "rank_router": dict(r=4),
-           "mor": dict(r=4, n_experts=3), "moelora": dict(r=2, n_experts=3),
-           "adalora": dict(init_r=4, target_r=2, tinit_ratio=0.0, tfinal_ratio=0.25)}
+# every method the trainer knows (registry + PEFT's AdaLoRA), at the options of its at_rank(4)
+METHODS = {name: config_class.at_rank(4) for name, config_class in method_config_classes().items()}
+METHODS["adalora"].update(tinit_ratio=0.0, tfinal_ratio=0.25)  # 4 steps: budgeting must start at once
 METRICS = {"exact_match", "token_accuracy", "loss", "perplexity"}
 
 
@@ -114,7 +115,9 @@ def test_saved_adapters_reload_and_export_to_peft(tmp_path):
 def test_adalora_budget_shrinks_on_a_causal_lm(tmp_path):
     result = run("adalora", "llama", max_steps=8, eval_every=8)
     history = result.record["rank_history"]
-    assert history[0]["total"] == 14 * 4 and history[-1]["total"] == 14 * 2  # 2 layers x 7 modules
+    options = METHODS["adalora"]
+    assert options["init_r"] > options["target_r"]
+    assert history[0]["total"] == 14 * options["init_r"] and history[-1]["total"] == 14 * options["target_r"]  # 2 x 7 modules
     saved = run("adalora", "llama", output=tmp_path / "ada", max_steps=8, eval_every=8)
     assert (tmp_path / "ada" / "adapter" / "adapter_config.json").is_file() and saved.record["test"]
 

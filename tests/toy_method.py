@@ -1,8 +1,8 @@
 """A toy adapter method defined in one file, registered by its last line.
 
 It proves the architecture's promise: a new method is one file plus one registration line, and
-the CLI (`ranklab train --help`), parameter accounting and every contract test pick it up with
-no other edit.  tests/conftest.py imports this module (that import is the registration).
+the CLI (`ranklab train --help`, `ranklab demo`), causal-LM recipes, parameter accounting and every
+contract test pick it up with no other edit.  tests/conftest.py imports this module (that import is the registration).
 
 delta(x) = s * B diag(d) A x: a LoRA whose rank-one components carry a learned scale d.
 """
@@ -29,6 +29,10 @@ class ToyConfig(AdapterConfig):
     @classmethod
     def examples(cls) -> list["ToyConfig"]:
         return [cls(k=3)]
+
+    @classmethod
+    def at_rank(cls, rank: int) -> dict[str, int]:  # recipes and the demo: its rank is called k
+        return {"k": rank}
 
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("k", self.k, d_in, d_out, module_name)

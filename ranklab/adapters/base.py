@@ -57,6 +57,11 @@ class AdapterConfig:
     )
 
     method: ClassVar[str] = "base"
+    # Which modules a recipe adapts with this method in a decoder: "all-linear", or "ffn" (the MoR
+    # paper's FFN projections, for the expert mixtures).  Recipes read this instead of naming methods.
+    recipe_targets: ClassVar[str] = "all-linear"
+    # Help text of a shared option (alpha, r, ...) where this method reads it differently (CLI help).
+    option_help: ClassVar[dict[str, str]] = {}
 
     def __post_init__(self) -> None:
         self.target_modules = _all_linear_shorthand(self.target_modules)
@@ -83,6 +88,14 @@ class AdapterConfig:
         """Small valid configs (fit a 32 x 32 module) covering the method's variants; the
         contract tests run every one.  Override where the defaults do not fit or need options."""
         return [cls()]
+
+    @classmethod
+    def at_rank(cls, rank: int) -> dict[str, Any]:
+        """Options that give this method the place of a LoRA of rank ``rank`` in recipes and the
+        demo (its rank, or ranks of a matching budget).  Methods without an ``r`` override this."""
+        if "r" not in {f.name for f in dataclasses.fields(cls)}:
+            raise NotImplementedError(f"method {cls.method!r} has no option 'r': its config must define at_rank()")
+        return {"r": rank}
 
     @classmethod
     def example(cls) -> "AdapterConfig":

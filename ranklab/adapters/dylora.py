@@ -31,6 +31,7 @@ class DyLoraConfig(AdapterConfig):
     frozen: bool = field(default=False, metadata={
         "help": "Train only the sampled rank's row of A and column of B each step (the official code's mode)."})
     method = "dylora"
+    option_help = {"alpha": "Scaling numerator: s = alpha / b at the sampled (or evaluated) rank b."}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -44,6 +45,10 @@ class DyLoraConfig(AdapterConfig):
     @classmethod
     def examples(cls) -> list["DyLoraConfig"]:
         return [cls(r_min=1, r_max=4), cls(r_min=1, r_max=4, frozen=True)]
+
+    @classmethod
+    def at_rank(cls, rank: int) -> dict[str, int]:
+        return {"r_min": 1, "r_max": rank}
 
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r_max", self.r_max, d_in, d_out, module_name)

@@ -20,6 +20,7 @@ class EmdConfig(AdapterConfig):
     b: int = field(default=8, metadata={"help": "Rank of B' (d_out x b), the output side."})
     r_ref: float | None = field(default=None, metadata={"help": "Scaling denominator; default (a + b) / 2."})
     method = "emd"
+    option_help = {"alpha": "Scaling numerator: s = alpha / r_ref ((a + b) / 2 unless r_ref is given)."}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -31,6 +32,10 @@ class EmdConfig(AdapterConfig):
     @classmethod
     def examples(cls) -> list["EmdConfig"]:
         return [cls(a=2, b=5), cls(a=5, b=2)]  # both sides of min(a, b)
+
+    @classmethod
+    def at_rank(cls, rank: int) -> dict[str, int]:
+        return {"a": max(rank // 2, 1), "b": rank + rank // 2}  # a + b = 2r: LoRA r's budget on a square module
 
     @property
     def scaling(self) -> float:

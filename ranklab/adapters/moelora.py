@@ -33,6 +33,7 @@ class MoeLoraConfig(AdapterConfig):
         default=None, metadata={"help": "How many of the largest gates to keep, renormalised; None keeps all (dense)."},
     )
     method = "moelora"
+    recipe_targets = "ffn"  # the MoR paper adapts a decoder's FFN
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -47,6 +48,10 @@ class MoeLoraConfig(AdapterConfig):
     @classmethod
     def examples(cls) -> list["MoeLoraConfig"]:
         return [cls(r=4, n_experts=3), cls(r=2, n_experts=3, top_k=2)]
+
+    @classmethod
+    def at_rank(cls, rank: int) -> dict[str, int]:
+        return {"r": max(rank // 8, 1), "n_experts": 8}  # DECISION: 8 experts whose ranks sum to r (MoR's shared rank)
 
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)

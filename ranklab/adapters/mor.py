@@ -35,6 +35,7 @@ class MorConfig(AdapterConfig):
     router: str = field(default="token", metadata={"help": "token: softmax(W_r x) per token; task: per task, mergeable."})
     n_tasks: int | None = field(default=None, metadata={"help": "Number of tasks; needed by router='task'."})
     method = "mor"
+    recipe_targets = "ffn"  # the MoR paper adapts a decoder's FFN
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -49,6 +50,10 @@ class MorConfig(AdapterConfig):
     @classmethod
     def examples(cls) -> list["MorConfig"]:
         return [cls(r=4, n_experts=3), cls(r=4, n_experts=3, router="task", n_tasks=2)]
+
+    @classmethod
+    def at_rank(cls, rank: int) -> dict[str, int]:
+        return {"r": rank, "n_experts": 8}  # the MoR paper: 8 experts sharing one rank-r pair
 
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)

@@ -101,6 +101,10 @@ class RankRouterConfig(AdapterConfig):
                 cls(r=4, n_tasks=2, selection="topk", top_k=2, contrastive_weight=0.1),
                 cls(r=4, n_tasks=2, **MORE_OPTIONS)]
 
+    @classmethod
+    def at_rank(cls, rank: int) -> dict[str, int]:
+        return {"r": 2 * rank}  # seed paper 1 compares its router at r=16 with LoRA r=8 and r=16
+
     def check_shape(self, d_in: int, d_out: int, module_name: str = "module") -> None:
         check_rank("r", self.r, d_in, d_out, module_name)
 

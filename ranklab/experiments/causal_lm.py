@@ -52,22 +52,18 @@ CAUSAL_SCALES: dict[str, CausalScale] = {
 }
 
 
-def method_options(method: str, family: str, rank: int, n_experts: int = 8) -> dict[str, Any]:
-    """Adapter options of ``method`` at ``rank``: MoR and MoELoRA on the FFN (as in the MoR paper),
-    the others on every Linear / Conv1D ("all-linear")."""
-    ffn = FFN_MODULES[family]
-    options: dict[str, dict[str, Any]] = {
-        "lora": dict(r=rank, target_modules="all-linear"),
-        "emd": dict(a=max(rank // 2, 1), b=rank + rank // 2, target_modules="all-linear"),  # a + b = 2r: LoRA's budget
-        "dylora": dict(r_min=1, r_max=rank, target_modules="all-linear"),
-        "rank_router": dict(r=2 * rank, target_modules="all-linear"),
-        "mor": dict(r=rank, n_experts=n_experts, target_modules=ffn),
-        "moelora": dict(r=max(rank // n_experts, 1), n_experts=n_experts, target_modules=ffn),
-        "adalora": dict(init_r=rank + rank // 2, target_r=rank, target_modules=["all-linear"]),
-    }
-    if method not in options:
-        raise ValueError(f"no causal-LM recipe for method {method!r}; methods: {', '.join(options)}")
-    return {**options[method], "alpha": ALPHA}
+def method_options(method: str, family: str, rank: int) -> dict[str, Any]:
+    """Adapter options of ``method`` at ``rank``, from the method's own config (``at_rank`` and
+    ``recipe_targets``): the expert mixtures on the FFN (as in the MoR paper), the others on every
+    Linear / Conv1D ("all-linear")."""
+    from ..train.commands import method_config_classes
+
+    classes = method_config_classes()
+    if method not in classes:
+        raise ValueError(f"unknown method {method!r}; valid methods: {', '.join(sorted(classes))}")
+    config_class = classes[method]
+    targets = FFN_MODULES[family] if config_class.recipe_targets == "ffn" else "all-linear"
+    return {**config_class.at_rank(rank), "target_modules": targets, "alpha": ALPHA}
 
 
 def causal_lm_configs(method: str = "mor", scale: str = "embedded", tasks: Sequence[str] = ("movie_lm",),

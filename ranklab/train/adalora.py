@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -37,6 +37,12 @@ class AdaLoraOptions:
     beta2: float = field(default=0.85, metadata={"help": "AdaLoRA: EMA factor of the uncertainty."})
 
     method = "adalora"
+    recipe_targets = "all-linear"
+    option_help: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def at_rank(cls, rank: int) -> dict[str, int]:
+        return {"init_r": rank + rank // 2, "target_r": rank}  # AdaLoRA's paper starts 1.5x above its budget
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str):

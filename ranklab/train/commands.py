@@ -85,26 +85,40 @@ def _add_train_fields(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_method_fields(parser: argparse.ArgumentParser) -> None:
-    """One flag per method option name; its help lists each method's default."""
+    """One flag per method option name; its help says what the option means to each method (the
+    field's help, or the method's ``option_help``) and each method's default."""
     group = parser.add_argument_group(
         "method options (only those given reach the method; defaults per method in brackets)")
-    seen: dict[str, tuple[Any, str, dict[str, Any]]] = {}
+    seen: dict[str, tuple[Any, dict[str, tuple[str, Any]]]] = {}
     for method, config_class in method_config_classes().items():
         hints = typing.get_type_hints(config_class)
+        overrides = getattr(config_class, "option_help", {})
         for f in dataclasses.fields(config_class):
             if f.name in RUN_SET_OPTIONS:
                 continue
-            hint, help_text, defaults = seen.setdefault(f.name, (hints[f.name], f.metadata.get("help", ""), {}))
-            defaults[method] = _field_default(f)
-    for name, (hint, help_text, defaults) in seen.items():
-        if len(defaults) > 1 and len({_show(v) for v in defaults.values()}) == 1:
+            hint, per_method = seen.setdefault(f.name, (hints[f.name], {}))
+            per_method[method] = (overrides.get(f.name, f.metadata.get("help", "")), _field_default(f))
+    for name, (hint, per_method) in seen.items():
+        _add_field(group, ("--" + name.replace("_", "-"),), METHOD_DEST + name, hint,
+                   _option_help(per_method).replace("%", "%%"), argparse.SUPPRESS)  # absent unless given
+    group.add_argument("--option", action="append", metavar="KEY=VALUE",
+                       help="any other method option, as KEY=JSON value")
+
+
+def _option_help(per_method: dict[str, tuple[str, Any]]) -> str:
+    """'help [m1: default, m2: default]', or one 'help [defaults]' per group of methods that read the
+    option alike: a shared option (r, alpha) must not show one method's meaning for all."""
+    by_text: dict[str, dict[str, Any]] = {}
+    for method, (text, default) in per_method.items():
+        by_text.setdefault(text, {})[method] = default
+    parts = []
+    for text, defaults in by_text.items():
+        if len(per_method) > 1 and len(defaults) == len(per_method) and len({_show(v) for v in defaults.values()}) == 1:
             shown = f"every method: {_show(next(iter(defaults.values())))}"
         else:
             shown = ", ".join(f"{m}: {_show(v)}" for m, v in defaults.items())
-        _add_field(group, ("--" + name.replace("_", "-"),), METHOD_DEST + name, hint,
-                   f"{help_text} [{shown}]".replace("%", "%%"), argparse.SUPPRESS)  # absent unless given
-    group.add_argument("--option", action="append", metavar="KEY=VALUE",
-                       help="any other method option, as KEY=JSON value")
+        parts.append(f"{text} [{shown}]")
+    return " | ".join(parts)
 
 
 def _show(value: Any) -> str:
