@@ -54,13 +54,34 @@ def module_params(method: str, d_in: int, d_out: int, **options: Any) -> dict[st
 
 
 def budget(method: str, shapes: Iterable[tuple[int, int]], **options: Any) -> dict[str, int]:
-    """Parts summed over modules, plus ``total``."""
+    """Parts summed over modules, plus ``total`` (trainable).  A method with model-level state
+    (VeRA's projections) has it counted once: trainable parts in ``shared`` (within ``total``),
+    frozen tensors as ``shared_frozen`` (outside it)."""
+    shapes = list(shapes)
     parts: dict[str, int] = {}
     for d_in, d_out in shapes:
         for name, count in module_params(method, d_in, d_out, **options).items():
             parts[name] = parts.get(name, 0) + count
+    shared = shared_counts(method, shapes, **options)
+    if shared["trainable"]:
+        parts["shared"] = shared["trainable"]
     parts["total"] = sum(parts.values())
+    if shared["frozen"]:
+        parts["shared_frozen"] = shared["frozen"]
     return parts
+
+
+def shared_counts(method: str, shapes: Iterable[tuple[int, int]], **options: Any) -> dict[str, int]:
+    """Trainable and frozen elements of the method's shared state over these modules, counted once."""
+    config = make_config(method, **options)
+    _, layer_class = get_method(method)
+    shapes = list(shapes)
+    shared = layer_class.shared_state(config, {str(i): shape for i, shape in enumerate(shapes)}) if shapes else None
+    if shared is None:
+        return {"trainable": 0, "frozen": 0}
+    trainable = sum(p.numel() for p in shared.parameters() if p.requires_grad)
+    frozen = sum(t.numel() for t in shared.buffers()) + sum(p.numel() for p in shared.parameters() if not p.requires_grad)
+    return {"trainable": trainable, "frozen": frozen}
 
 
 def paper_budgets(n_tasks: int = 7) -> list[dict[str, Any]]:

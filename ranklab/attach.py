@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from .adapters import AdapterConfig, AdapterLayer, get_method
-from .adapters.base import RANK_SLICEABLE
+from .adapters.base import RANK_SLICEABLE, SHARED_STATE
 from .adapters.targets import ALL_LINEAR, all_linear_targets, candidate_names, is_linear_like, linear_shape
 
 
@@ -21,6 +21,7 @@ class AttachSummary:
     head_params: int
     total_params: int
     head_modules: list[str] = field(default_factory=list)
+    shared_frozen: int = 0  # frozen tensors the method shares across layers (VeRA's A, B), counted once
 
     @property
     def trainable_params(self) -> int:
@@ -31,6 +32,7 @@ class AttachSummary:
             "method": self.method, "modules": list(self.modules), "head_modules": list(self.head_modules),
             "adapter_params": self.adapter_params, "head_params": self.head_params,
             "trainable_params": self.trainable_params, "total_params": self.total_params,
+            "shared_frozen": self.shared_frozen,
         }
 
     def __str__(self) -> str:
@@ -39,6 +41,7 @@ class AttachSummary:
             f"ranklab {self.method}: {len(self.modules)} modules wrapped\n"
             f"  adapter params   {self.adapter_params:>12,}\n"
             f"  head params      {self.head_params:>12,}  ({', '.join(self.head_modules) or 'none'})\n"
+            + (f"  shared, frozen   {self.shared_frozen:>12,}  (once, on the model)\n" if self.shared_frozen else "") +
             f"  trainable / all  {self.trainable_params:>12,} / {self.total_params:,} ({share:.3f}%)"
         )
 
@@ -50,6 +53,11 @@ def _name_matches(name: str, suffixes: list[str]) -> bool:
 def adapter_layers(model: nn.Module) -> dict[str, AdapterLayer]:
     """All ranklab adapter layers of a model, by qualified module name."""
     return {name: module for name, module in model.named_modules() if isinstance(module, AdapterLayer)}
+
+
+def shared_state(model: nn.Module) -> nn.Module | None:
+    """The model-level state of its adapters' method (VeRA's projections), if it has any."""
+    return model._modules.get(SHARED_STATE)
 
 
 def model_capabilities(model: nn.Module) -> frozenset[str]:
@@ -98,6 +106,7 @@ def attach(model: nn.Module, config: AdapterConfig) -> AttachSummary:
         config.check_shape(*linear_shape(model.get_submodule(name)), name)
     for p in model.parameters():
         p.requires_grad_(False)
+    shared = layer_class.shared_state(config, {name: linear_shape(model.get_submodule(name)) for name in targets})
     layers = {}
     for name in targets:
         original = model.get_submodule(name)
@@ -105,6 +114,10 @@ def attach(model: nn.Module, config: AdapterConfig) -> AttachSummary:
         layer.to(device=original.weight.device).train(original.training)  # follow the model's mode
         model.set_submodule(name, layer)
         layers[name] = layer
+    if shared is not None:  # once, on the model: .to(), .double() and state_dict see one copy
+        setattr(model, SHARED_STATE, shared.to(device=model.get_submodule(targets[0]).base.weight.device))
+        for layer in layers.values():
+            layer.use_shared(shared)
     for head in heads.values():
         for p in head.parameters():
             p.requires_grad_(True)
@@ -119,10 +132,14 @@ def summarize(model: nn.Module) -> AttachSummary:
         raise ValueError("this model has no ranklab adapters; call ranklab.attach(model, config) first")
     layers = adapter_layers(model)
     heads = _head_modules(model, config)
+    shared = shared_state(model)
+    shared_trainable = sum(p.numel() for p in shared.parameters() if p.requires_grad) if shared is not None else 0
     return AttachSummary(
         method=config.method,
         modules=list(layers),
-        adapter_params=sum(layer.num_adapter_params() for layer in layers.values()),
+        adapter_params=sum(layer.num_adapter_params() for layer in layers.values()) + shared_trainable,
+        shared_frozen=(sum(t.numel() for t in shared.buffers()) + sum(p.numel() for p in shared.parameters()
+                                                                       if not p.requires_grad)) if shared is not None else 0,
         head_params=sum(p.numel() for h in heads.values() for p in h.parameters()),
         total_params=sum(p.numel() for p in model.parameters()),
         head_modules=list(heads),
@@ -141,6 +158,8 @@ def _detach_all(model: nn.Module, merge: bool, selector: dict[str, Any]) -> nn.M
         model.set_submodule(name, layer.base)
     for layer_class in {type(layer) for layer in layers.values()}:
         layer_class.on_detach(model, {n: la for n, la in layers.items() if type(la) is layer_class})
+    if shared_state(model) is not None:
+        delattr(model, SHARED_STATE)
     model.ranklab_config = None
     return model
 

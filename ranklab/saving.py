@@ -19,7 +19,9 @@ from torch import nn
 
 from .atomic import write_folder
 from .adapters import config_from_dict
-from .attach import _head_modules, adapter_layers, attach, remove_adapters
+from .adapters.base import SHARED_STATE
+from .adapters.targets import linear_shape
+from .attach import _head_modules, adapter_layers, attach, remove_adapters, shared_state
 from .context import task_index
 from .version import __version__
 
@@ -28,7 +30,8 @@ CONFIG_NAME = "ranklab_config.json"
 
 
 def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Adapter parameters and buffers plus kept-head parameters, keyed by their model names."""
+    """Adapter parameters and buffers, the method's shared state (once) and kept-head parameters,
+    keyed by their model names."""
     config = getattr(model, "ranklab_config", None)
     if config is None:
         raise ValueError("this model has no ranklab adapters; call ranklab.attach(model, config) first")
@@ -37,10 +40,20 @@ def adapter_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
         for key, value in layer.state_dict().items():
             if not key.startswith("base."):
                 state[f"{name}.{key}"] = value
+    shared = shared_state(model)
+    if shared is not None:  # persistent tensors only: the rest is rebuilt from the config
+        for key, value in shared.state_dict().items():
+            state[f"{SHARED_STATE}.{key}"] = value
     for name, head in _head_modules(model, config).items():
         for key, value in head.state_dict().items():
             state[f"{name}.{key}"] = value
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
+
+
+def module_shapes(model: nn.Module) -> dict[str, list[int]]:
+    """[d_in, d_out] of every adapted module: saved beside the config, so a folder is read without
+    guessing sizes from tensors (VeRA's layers keep no tensor of their input size)."""
+    return {name: list(linear_shape(layer.base)) for name, layer in adapter_layers(model).items()}
 
 
 def save_adapters(model: nn.Module, path: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
@@ -50,6 +63,7 @@ def save_adapters(model: nn.Module, path: str | os.PathLike, extra: dict[str, An
         "ranklab_version": __version__,
         "config": model.ranklab_config.to_dict(),
         "modules": list(adapter_layers(model)),
+        "module_shapes": module_shapes(model),
         "extra": extra or {},
     }
 
@@ -165,7 +179,10 @@ def load_adapter_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module
         raise AdapterLoadError(f"{path} holds {saved_method!r} adapters; this model's are {config.method!r}")
     expected = {f"{name}.{key}": value for name, layer in adapter_layers(model).items()
                 for key, value in layer.state_dict().items() if not key.startswith("base.")}
-    modules = tuple(f"{m}." for m in meta.get("modules") or [])
+    shared = shared_state(model)
+    if shared is not None:  # the same projections as the run it starts from
+        expected.update({f"{SHARED_STATE}.{key}": value for key, value in shared.state_dict().items()})
+    modules = tuple(f"{m}." for m in meta.get("modules") or []) + (f"{SHARED_STATE}.",)
     state = {k: v for k, v in _read_weights(path).items() if k.startswith(modules)}  # heads left out
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     shapes = [f"{k}: saved {tuple(v.shape)} vs model {tuple(expected[k].shape)}"
@@ -224,8 +241,32 @@ def _head_tensors(model: nn.Module, config: Any, task: int | None) -> dict[str, 
     return tensors
 
 
+def _peft_own_method(model: nn.Module, config: Any, layers: dict[str, nn.Module], selector: dict[str, Any]) -> Any:
+    """(PEFT config, tensors) of PEFT's own format where the method's layer offers one (VeRA), else None."""
+    layer_class = type(next(iter(layers.values())))
+    with torch.no_grad():
+        exported = layer_class.peft_export(config, layers, shared_state(model))
+    if exported is None:
+        return None
+    for layer in layers.values():
+        _check_selector(layer, selector)
+    peft_config, tensors = exported
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    tensors.update(_head_tensors(model, config, selector.get("task")))
+    return peft_config, tensors
+
+
+def _write_peft(path: str | os.PathLike, peft_config: Any, tensors: dict[str, torch.Tensor]) -> Path:
+    def write(tmp: Path) -> None:
+        peft_config.save_pretrained(str(tmp))
+        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
+
+    return write_folder(path, write)
+
+
 def export_peft(model: nn.Module, path: str | os.PathLike, **selector: Any) -> Path:
-    """Write a PEFT LoRA adapter equal to the (mergeable) ranklab adapters.
+    """Write a PEFT LoRA adapter equal to the (mergeable) ranklab adapters (or PEFT's own format
+    where PEFT has the method and the layer offers it: VeRA).
 
     ``selector`` picks one static update where a method needs it (``rank=`` for DyLoRA, ``task=``
     for the rank router, a task name where the model knows its tasks).  Scaling is folded into B
@@ -241,6 +282,9 @@ def export_peft(model: nn.Module, path: str | os.PathLike, **selector: Any) -> P
     if "task" in selector:
         selector["task"] = task_index(model, selector["task"])
     layers = adapter_layers(model)
+    own = _peft_own_method(model, config, layers, selector)
+    if own is not None:
+        return _write_peft(path, *own)
     tensors: dict[str, torch.Tensor] = {}
     ranks: dict[str, int] = {}
     for name, layer in layers.items():
@@ -263,9 +307,4 @@ def export_peft(model: nn.Module, path: str | os.PathLike, **selector: Any) -> P
         # so the tensors are the same; the flag only says how W0 is stored (PEFT re-checks it per layer)
         fan_in_fan_out=all(layer.fan_in_fan_out for layer in layers.values()),
     )
-
-    def write(tmp: Path) -> None:
-        peft_config.save_pretrained(str(tmp))
-        save_file(tensors, str(tmp / "adapter_model.safetensors"), metadata={"format": "pt"})
-
-    return write_folder(path, write)
+    return _write_peft(path, peft_config, tensors)

@@ -35,8 +35,8 @@ def test_target_shapes():
 
 
 def test_bad_options_fail_clearly():
-    with pytest.raises(ValueError, match="unknown method 'vera'"):
-        module_params("vera", 8, 8)
+    with pytest.raises(ValueError, match="unknown method 'fourierft'"):
+        module_params("fourierft", 8, 8)
     with pytest.raises(ValueError, match="unknown moelora config keys"):
         module_params("moelora", 8, 8, rank=2)
     with pytest.raises(ValueError, match="r=16 is larger than min"):

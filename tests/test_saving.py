@@ -56,9 +56,9 @@ def test_load_into_different_shapes_fails_clearly(tiny_roberta, tmp_path):
 def test_load_unknown_method_fails_clearly(tiny_roberta, tmp_path):
     path = ranklab.save_adapters(adapted(tiny_roberta, "lora"), tmp_path / "set")
     meta = json.loads((path / CONFIG_NAME).read_text())
-    meta["config"]["method"] = "vera"
+    meta["config"]["method"] = "fourierft"
     (path / CONFIG_NAME).write_text(json.dumps(meta))
-    with pytest.raises(ValueError, match="unknown method 'vera'; registered methods: .*emd"):
+    with pytest.raises(ValueError, match="unknown method 'fourierft'; registered methods: .*emd"):
         ranklab.load_adapters(tiny_roberta(), path)
 
 

@@ -14,6 +14,7 @@ from .lora import LoraConfig, LoraLayer
 from .moelora import MoeLoraConfig, MoeLoraLayer
 from .mor import MorConfig, MorLayer
 from .rank_router import RankRouterConfig, RankRouterLayer
+from .vera import VeraConfig, VeraLayer
 
 _REGISTRY: dict[str, tuple[type[AdapterConfig], type[AdapterLayer]]] = {}
 
@@ -54,10 +55,11 @@ register(DyLoraConfig, DyLoraLayer)
 register(RankRouterConfig, RankRouterLayer)
 register(MorConfig, MorLayer)
 register(MoeLoraConfig, MoeLoraLayer)
+register(VeraConfig, VeraLayer)
 
 __all__ = [
     "CAPABILITIES", "AdapterConfig", "AdapterLayer", "chain", "register", "available_methods", "get_method",
     "make_config", "config_from_dict", "LoraConfig", "LoraLayer", "EmdConfig", "EmdLayer",
     "DyLoraConfig", "DyLoraLayer", "RankRouterConfig", "RankRouterLayer", "MorConfig", "MorLayer",
-    "MoeLoraConfig", "MoeLoraLayer",
+    "MoeLoraConfig", "MoeLoraLayer", "VeraConfig", "VeraLayer",
 ]

@@ -13,7 +13,7 @@ import math
 import numbers
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -32,6 +32,8 @@ TASK_ROUTED = "task_routed"                # gates from a task embedding: gate_p
 TASK_EMBEDDINGS = "task_embeddings"        # a task-embedding table: task_embeddings() (the paper's t-SNE)
 RANK_CHOOSING = "rank_choosing"            # picks ranks per task: chosen_rank(t)
 EXPERT_ROUTED = "expert_routed"            # per-token gates over .n_experts: factors(expert=i), factors(gates=g)
+# The model attribute that holds a method's model-level state (``AdapterLayer.shared_state``).
+SHARED_STATE = "ranklab_shared"
 CAPABILITIES = (MERGEABLE, MERGEABLE_PER_TASK, RANK_SLICEABLE, TASK_ROUTED, TASK_EMBEDDINGS, RANK_CHOOSING,
                 EXPERT_ROUTED)
 
@@ -320,6 +322,39 @@ class AdapterLayer(nn.Module):
         with torch.device("meta"):
             layer = cls(nn.Linear(d_in, d_out, bias=False), config)
         return layer.param_counts()
+
+    # --- model-level state shared by every layer (VeRA's frozen projections) ------------------------
+    @classmethod
+    def shared_state(cls, config: AdapterConfig, shapes: Mapping[str, tuple[int, int]]) -> nn.Module | None:
+        """State every layer of this method shares, built once from the config and the adapted
+        modules' (d_in, d_out) shapes by name; None (the default): the method has none.
+
+        ``attach`` puts it on the model as ``model.ranklab_shared`` and gives each layer a reference
+        (``self.shared``), so ``.to()``, ``.double()`` and ``state_dict`` see it once and ties hold.
+        Saved once: its parameters and persistent buffers; non-persistent buffers are rebuilt from
+        the config (e.g. a seed) when loading.  Trainable parameters here are counted once."""
+        return None
+
+    def use_shared(self, shared: nn.Module) -> None:
+        self.__dict__["_shared"] = shared  # a reference, not a submodule: the model owns it, once
+
+    @property
+    def shared(self) -> nn.Module:
+        """The model's shared state; a layer used on its own builds a private one for its shape."""
+        shared = self.__dict__.get("_shared")
+        if shared is None:
+            shared = type(self).shared_state(self.config, {self.module_name: (self.d_in, self.d_out)})
+            if shared is None:
+                raise ValueError(f"method {self.config.method!r} has no shared state")
+            self.use_shared(shared)
+        return shared
+
+    @classmethod
+    def peft_export(cls, config: AdapterConfig, layers: Mapping[str, "AdapterLayer"],
+                    shared: nn.Module | None) -> tuple[Any, dict[str, torch.Tensor]] | None:
+        """(PEFT config, tensors by PEFT key) where PEFT has this method itself; None (the default):
+        ``export_peft`` writes the static update as a plain PEFT LoRA."""
+        return None
 
     @classmethod
     def on_detach(cls, model: nn.Module, layers: dict[str, "AdapterLayer"]) -> None:

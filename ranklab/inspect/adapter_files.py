@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from ..adapters import AdapterLayer, config_from_dict, get_method
+from ..adapters.base import SHARED_STATE
 from ..folders import ADAPTER_DIR
 from .factors import default_selectors, module_factors
 
@@ -333,9 +334,10 @@ def _dims(layer_class: type, config: Any, state: dict[str, torch.Tensor], name: 
     return found[_PROBE_IN], found[_PROBE_OUT]
 
 
-def _ranklab_module(name: str, config: Any, state: dict[str, torch.Tensor]) -> SavedModule:
+def _ranklab_module(name: str, config: Any, state: dict[str, torch.Tensor], dims: tuple[int, int] | None,
+                    shared: nn.Module | None) -> SavedModule:
     _, layer_class = get_method(config.method)
-    d_in, d_out = _dims(layer_class, config, state, name)
+    d_in, d_out = dims or _dims(layer_class, config, state, name)
     with torch.device("meta"):
         base = nn.Linear(d_in, d_out, bias=False)
     layer = layer_class(base, config, name)
@@ -345,7 +347,38 @@ def _ranklab_module(name: str, config: Any, state: dict[str, torch.Tensor]) -> S
         raise ValueError(f"{name}: saved tensors do not fit a {config.method} layer (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
     layer.load_state_dict(state, strict=False, assign=True)  # base.weight stays on the meta device
+    if shared is not None:
+        layer.use_shared(shared)
     return SavedModule(name=name, method=config.method, params=layer.num_adapter_params(), layer=layer.eval())
+
+
+def _saved_shapes(meta: dict[str, Any], path: Path) -> dict[str, tuple[int, int]]:
+    """[d_in, d_out] by module, as ``save_adapters`` records them (folders before it: none)."""
+    shapes = meta.get("module_shapes") or {}
+    try:
+        return {name: (int(shape[0]), int(shape[1])) for name, shape in shapes.items()}
+    except (TypeError, ValueError, IndexError, AttributeError):
+        raise ValueError(f"{path / RANKLAB_CONFIG}: module_shapes is damaged ({shapes!r:.80}); save the adapters again") from None
+
+
+def _shared_state(config: Any, shapes: dict[str, tuple[int, int]], weights: dict[str, torch.Tensor],
+                  path: Path) -> nn.Module | None:
+    """The method's model-level state (VeRA's projections): rebuilt from the config and the saved
+    shapes, then the saved tensors loaded over it."""
+    _, layer_class = get_method(config.method)
+    saved = {k[len(SHARED_STATE) + 1:]: v for k, v in weights.items() if k.startswith(SHARED_STATE + ".")}
+    if not shapes:
+        if saved:
+            raise ValueError(f"{path / RANKLAB_CONFIG} records no module_shapes; save the adapters again")
+        return None
+    shared = layer_class.shared_state(config, shapes)
+    if shared is None:
+        return None
+    try:
+        shared.load_state_dict(saved, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path}: the saved shared state does not fit a {config.method} set ({error})") from None
+    return shared.eval()
 
 
 def _read_ranklab(path: Path) -> SavedAdapter:
@@ -354,10 +387,12 @@ def _read_ranklab(path: Path) -> SavedAdapter:
     meta = read_adapter_config(path)
     config = config_from_dict(meta["config"])
     weights = _read_weights(path)
+    shapes = _saved_shapes(meta, path)
+    shared = _shared_state(config, shapes, weights, path)
     modules = {}
     for name in meta.get("modules") or []:
         state = {k[len(name) + 1:]: v for k, v in weights.items() if k.startswith(name + ".")}
-        modules[name] = _ranklab_module(name, config, state)
+        modules[name] = _ranklab_module(name, config, state, shapes.get(name), shared)
     if not modules:
         raise ValueError(f"{path / RANKLAB_CONFIG} lists no adapted modules")
     return SavedAdapter(path=path, format="ranklab", config=meta["config"], modules=modules,
