@@ -101,3 +101,12 @@ def test_the_pins_satisfy_pyproject_ranges():
     for line in project["dependencies"] + project["optional-dependencies"]["dev"]:
         requirement = Requirement(line)
         assert requirement.specifier.contains(pins[_name(requirement.name)], prereleases=True), line
+
+
+def test_readme_methods_table_lists_every_registered_method():
+    import ranklab
+    from tests import toy_method
+
+    table = (ROOT / "README.md").read_text().split("Methods under one API:", 1)[1].split("\n\n", 2)[1]
+    listed = set(re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.M))
+    assert listed == (set(ranklab.available_methods()) - {toy_method.ToyConfig.method}) | {"adalora"}
