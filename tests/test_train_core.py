@@ -268,3 +268,35 @@ def test_records_name_the_hardware_and_the_precision_used(tmp_path, monkeypatch)
     assert hardware["threads"] == torch.get_num_threads() and hardware["cpu"]
     assert hardware["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert "RANKLAB_BF16=off" in describe(hardware) and describe(hardware).endswith("fp32")
+
+
+def _plateau_stop(scores, patience, min_delta):
+    """The rule written out: evals since the score last rose by more than min_delta."""
+    reference, bad = None, 0
+    for n, score in enumerate(scores, 1):
+        if reference is None or score > reference + min_delta:
+            reference, bad = score, 0
+        else:
+            bad += 1
+        if bad >= patience:
+            return n
+    return None
+
+
+def test_patience_counts_only_gains_above_min_delta():
+    """A plateau rule: gains within min_delta do not reset patience.  The full run's scores say
+    where each rule must stop; the trainer stops there, and its best model is the best eval's."""
+    full = run(max_steps=64, eval_every=4, seed=1)
+    scores = [e["score"] for e in full.record["evals"]]
+    stops = {}
+    for min_delta, patience in ((0.0, 12), (0.05, 12), (1.0, 2)):
+        expected = _plateau_stop(scores, patience, min_delta)
+        ruled = run(max_steps=64, eval_every=4, seed=1, patience=patience, min_delta=min_delta)
+        assert ruled.record["stopped_early"] is (expected is not None)
+        assert ruled.record["steps"] == 4 * (expected or 16)
+        assert ruled.record["evals"] == full.record["evals"][:expected]  # the same run until it stops
+        assert ruled.best["score"] == max(scores[:expected])
+        stops[min_delta] = expected
+    assert stops[1.0] == 3  # no accuracy can rise by more than 1: the first eval plus patience
+    with pytest.raises(ValueError, match="min_delta must be >= 0"):
+        TrainConfig(min_delta=-0.1)

@@ -49,7 +49,11 @@ class TrainConfig:
     eval_every: int = field(default=0, metadata={"help": "Steps between evaluations (0: every epoch)."})
     rank_every: int = field(default=10, metadata={
         "help": "Steps between snapshots of a changing rank pattern (AdaLoRA; record['rank_history'])."})
-    patience: int | None = field(default=None, metadata={"help": "Early stop after this many evals without gain."})
+    patience: int | None = field(default=None, metadata={
+        "help": "Early stop after this many evals without a gain above min_delta (none: train to the end)."})
+    min_delta: float = field(default=0.0, metadata={
+        "help": "A gain of the validation score that resets patience must exceed this (e.g. the score's "
+                "standard error, so noise does not keep a plateaued run going)."})
     seed: int = field(default=0, metadata={"help": "Random seed (init, data order, sampled ranks)."})
     max_train: int | None = field(default=None, metadata={"help": "Cap on training examples per task."})
     max_eval: int | None = field(default=None, metadata={
@@ -112,13 +116,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1 or None, got {value}")
-        for name in ("lr", "weight_decay", "warmup_ratio", "temperature", "max_grad_norm"):
+        for name in ("lr", "weight_decay", "warmup_ratio", "temperature", "max_grad_norm", "min_delta"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
         if not 0 <= self.warmup_ratio < 1:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.rank_every < 1:

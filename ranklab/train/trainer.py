@@ -137,6 +137,7 @@ class Trainer:
             optimizer, warmup, self.total_steps * self.accelerator.num_processes)  # accelerate steps it per process
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.step, self.bad_evals, self.stopped_early, self.elapsed = 0, 0, False, 0.0
+        self.plateau_score: float | None = None  # the score that last reset patience
         self.best_state: dict[str, torch.Tensor] | None = None
         self.loss_sum, self.loss_count = 0.0, 0
         self.record = self._new_record(self.runtime.adapter_config, self.runtime.params)
@@ -255,7 +256,10 @@ class Trainer:
         if best is None or score > best["score"]:
             self.record["best"] = {"step": self.step, "score": score, "metrics": metrics}
             self.best_state = trainable_state(self.unwrapped)
-            self.bad_evals = 0
+        # patience counts evaluations since the best score last rose by more than min_delta (a plateau
+        # rule: gains within the validation score's noise do not keep a run going)
+        if self.plateau_score is None or score > self.plateau_score + self.config.min_delta:
+            self.plateau_score, self.bad_evals = score, 0
         else:
             self.bad_evals += 1
         self.stopped_early = self.config.patience is not None and self.bad_evals >= self.config.patience
@@ -277,6 +281,7 @@ class Trainer:
             "trainable": trainable_state(self.unwrapped), "best_state": self.best_state,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(), "rng_per_process": rngs, "record": self.record, "bad_evals": self.bad_evals,
+            "plateau_score": self.plateau_score,
             "stopped_early": self.stopped_early, "elapsed": self._wall_time(),
             "runtime": self.runtime.state(),
         }
@@ -299,6 +304,7 @@ class Trainer:
             self.record.pop(key, None)
         self.record["status"] = "running"
         self.bad_evals, self.stopped_early, self.elapsed = state["bad_evals"], state["stopped_early"], state["elapsed"]
+        self.plateau_score = state.get("plateau_score", (self.record.get("best") or {}).get("score"))
         per_process = state.get("rng_per_process")
         same_world = per_process is not None and len(per_process) == self.accelerator.num_processes
         set_rng_state(per_process[self.accelerator.process_index] if same_world else state["rng"])
