@@ -25,7 +25,7 @@ STEPS, BATCH, LENGTH, TASK = 40, 16, 32, "movie"
 
 def protocol_settings() -> dict:
     """The embedded scale's precision and attention (bf16 + eager where bf16 is native)."""
-    from ranklab.experiments.recipes import get_scale
+    from ranklab.experiments.protocol.recipes import get_scale
 
     train = get_scale("embedded").train
     return {k: train[k] for k in ("mixed_precision", "attn_implementation")}

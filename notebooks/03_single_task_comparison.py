@@ -43,11 +43,11 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from ranklab.experiments import figures as figs
-from ranklab.experiments import tables
-from ranklab.experiments.derived import derive
-from ranklab.experiments.notebook import load_summary, notebook_results
-from ranklab.experiments.recipes import get_scale
+from ranklab.experiments.protocol.recipes import get_scale
+from ranklab.experiments.results import figures as figs
+from ranklab.experiments.results import tables
+from ranklab.experiments.results.derived import derive
+from ranklab.experiments.run.notebook import load_summary, notebook_results
 from ranklab.plots import save_figure
 
 scale = "smoke" if smoke else scale

@@ -42,10 +42,10 @@ from ranklab.accounting import module_params
 from ranklab.adapters.mor import mor_loop_reference
 from IPython.display import Markdown, display
 
-from ranklab.experiments import figures as figs
-from ranklab.experiments import tables
-from ranklab.experiments.derived import derive
-from ranklab.experiments.notebook import notebook_results
+from ranklab.experiments.results import figures as figs
+from ranklab.experiments.results import tables
+from ranklab.experiments.results.derived import derive
+from ranklab.experiments.run.notebook import notebook_results
 from ranklab.plots import save_figure
 
 scale = "smoke" if smoke else scale

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 # Each exposes ``add_commands(subparsers)``; each subcommand sets ``func(args) -> int``.
-COMMAND_MODULES = ["ranklab.demo", "ranklab.data.commands", "ranklab.train.commands", "ranklab.experiments.commands",
+COMMAND_MODULES = ["ranklab.demo", "ranklab.data.commands", "ranklab.train.commands", "ranklab.experiments.run.commands",
                    "ranklab.inspect.commands"]
 
 

@@ -2,7 +2,7 @@
 import pytest
 from torch import nn
 
-from ranklab import available_methods, get_method, make_config
+from ranklab import available_methods, get_method
 from ranklab.accounting import budget, module_params, paper_budgets, target_shapes
 
 

@@ -82,7 +82,7 @@ def test_attention_implementation_is_chosen_and_checked():
 
 
 def test_embedded_scale_uses_bf16_only_where_it_is_native():
-    from ranklab.experiments.recipes import get_scale
+    from ranklab.experiments.protocol.recipes import get_scale
     from ranklab.hardware import native_bf16
 
     train = get_scale("embedded").train
@@ -166,8 +166,8 @@ def test_without_native_bf16_the_embedded_scale_trains_in_fp32_and_says_so_once(
     import subprocess
     import sys
 
-    code = ("from ranklab.experiments.commands import _say_precision\n"
-            "from ranklab.experiments.recipes import get_scale\n"
+    code = ("from ranklab.experiments.run.commands import _say_precision\n"
+            "from ranklab.experiments.protocol.recipes import get_scale\n"
             "scale = get_scale('embedded')\n"
             "print(scale.train['mixed_precision'], 'fp32' in scale.description)\n"
             "_say_precision(scale); _say_precision(get_scale('smoke'))\n")

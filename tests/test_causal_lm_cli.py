@@ -6,7 +6,7 @@ import pytest
 
 from ranklab.cli import main
 from ranklab.data import datasheet, datasheet_line, load_task
-from ranklab.experiments.causal_lm import CAUSAL_SCALES, causal_lm_configs, method_options
+from ranklab.experiments.protocol.causal_lm import CAUSAL_SCALES, causal_lm_configs, method_options
 from ranklab.train import train
 from ranklab.train.config import known_methods
 

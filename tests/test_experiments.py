@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ranklab.experiments import claims as claim_module
-from ranklab.experiments import figures as figs
-from ranklab.experiments import tables
-from ranklab.experiments.analysis import ANALYSIS_FORMAT
-from ranklab.experiments.derived import derive
-from ranklab.experiments.recipes import (
+from ranklab.experiments.results import claims as claim_module
+from ranklab.experiments.results import figures as figs
+from ranklab.experiments.results import tables
+from ranklab.experiments.run.analysis import ANALYSIS_FORMAT
+from ranklab.experiments.results.derived import derive
+from ranklab.experiments.protocol.recipes import (
     CONTROLS,
     EMD_SWEEP,
     MULTI_TASK_METHODS,
@@ -22,9 +22,10 @@ from ranklab.experiments.recipes import (
     recipe_runs,
     tuning_runs,
 )
-from ranklab.experiments.runner import is_finished, protocol_runs, run_folder, run_protocol, run_recipes, run_status
-from ranklab.experiments.summary import collect, decode, encode, save_summary
-from ranklab.experiments.tuning import TUNING_NAME
+from ranklab.experiments.run.runner import is_finished, protocol_runs, run_folder, run_protocol, run_recipes, run_status
+from ranklab.experiments.results.summary import collect, save_summary
+from ranklab.experiments.results.summary_format import SUMMARY_FORMAT, decode, encode
+from ranklab.experiments.run.tuning import TUNING_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,17 +58,17 @@ def test_the_search_covers_the_grid_on_the_tuning_seeds_only():
     assert {r.config.lr for r in search} == set(scale.lr_grid)
     assert not any(r.config.eval_test for r in search)  # the search never sees a test split
     keys = {r.tune_key for r in search}
-    assert keys == ({f"single:{label}" for label in SINGLE_TASK_METHODS}
-                    | {f"multi:{label}" for label in MULTI_TASK_METHODS})  # every method, MoELoRA included
+    assert keys == ({f"single:{method_id}" for method_id in SINGLE_TASK_METHODS}
+                    | {f"multi:{method_id}" for method_id in MULTI_TASK_METHODS})  # every method, MoELoRA included
     # every (method, task set, seed, rate) once
     cells = [(r.tune_key, tuple(r.config.tasks), r.seed, r.config.lr) for r in search]
     per_seed_and_rate = len(SINGLE_TASK_METHODS) * len(scale.single_tasks) + len(MULTI_TASK_METHODS)
     assert len(cells) == len(set(cells)) == per_seed_and_rate * len(scale.tuning_seeds) * len(scale.lr_grid)
     # the sweep and the control use the rate of the method they vary
     reported = recipe_runs(None, scale)
-    assert {r.tune_key for r in reported if r.recipe == "emd_sweep"} == {"single:EMD a=4, b=12"}
-    assert {r.tune_key for r in reported if r.label in CONTROLS} == {"multi:Rank router r<=8"}
-    assert {r.tune_key for r in reported if r.config.method == "moelora"} == {"multi:MoELoRA 8x r=3"}
+    assert {r.tune_key for r in reported if r.recipe == "emd_sweep"} == {"single:emd_a4_b12"}
+    assert {r.tune_key for r in reported if r.method_id in CONTROLS} == {"multi:rank_router_r8"}
+    assert {r.tune_key for r in reported if r.config.method == "moelora"} == {"multi:moelora_e8_r3"}
     chosen = {key: 1e-2 for key in keys}
     assert {r.config.lr for r in recipe_runs(None, scale, learning_rates=chosen)} == {1e-2}
 
@@ -76,25 +77,25 @@ def test_compared_budgets_are_the_papers():
     """The rank router at LoRA r=16's parameter count (the nearest rank not above it) and MoR at the
     MoR paper's 93.93% +- 1% of MoELoRA's, counted from the layers the recipes build."""
     from ranklab.accounting import budget
-    from ranklab.experiments import recipes
-    from ranklab.experiments.claims import CLAIMS
+    from ranklab.experiments.protocol import recipes
+    from ranklab.experiments.results.claims import CLAIMS
 
     scale = get_scale("embedded")
     n_tasks = len(scale.multi_tasks)
     shapes = [(384, 384)] * 12  # MiniLM-L6's query and value projections
 
-    def params(label: str, r_delta: int = 0) -> int:
-        method, options = {**recipes.MULTI_TASK_METHODS, **recipes.CONTROLS}[label]
+    def params(method_id: str, r_delta: int = 0) -> int:
+        method, options = {**recipes.MULTI_TASK_METHODS, **recipes.CONTROLS}[method_id]
         sizes = {k: v for k, v in options.items() if k in ("r", "n_experts")}
         sizes["r"] += r_delta
         return budget(method, shapes, **sizes, **({"n_tasks": n_tasks} if method == "rank_router" else {}))["total"]
 
-    lora16 = params("LoRA r=16")
-    assert 0.95 < params(recipes.ROUTER_LABEL) / lora16 <= 1.0 < params(recipes.ROUTER_LABEL, r_delta=1) / lora16
-    assert abs(params(recipes.MOR_BUDGET_LABEL) / params(recipes.MOELORA_LABEL) - 0.9393) <= 0.01
+    lora16 = params("lora_r16")
+    assert 0.95 < params(recipes.ROUTER_ID) / lora16 <= 1.0 < params(recipes.ROUTER_ID, r_delta=1) / lora16
+    assert abs(params(recipes.MOR_BUDGET_ID) / params(recipes.MOELORA_ID) - 0.9393) <= 0.01
     pairs = {(c.a, c.b) for c in CLAIMS}
-    assert ("LoRA r=16", recipes.ROUTER_LABEL) in pairs and (recipes.MOELORA_LABEL, recipes.MOR_BUDGET_LABEL) in pairs
-    assert ("LoRA r=8", recipes.MOR_LABEL) in pairs and recipes.MULTI_TASK_METHODS[recipes.MOR_LABEL][1]["r"] == 8
+    assert ("lora_r16", recipes.ROUTER_ID) in pairs and (recipes.MOELORA_ID, recipes.MOR_BUDGET_ID) in pairs
+    assert ("lora_r8", recipes.MOR_ID) in pairs and recipes.MULTI_TASK_METHODS[recipes.MOR_ID][1]["r"] == 8
 
 
 def test_bad_scale_recipe_and_seed_names():
@@ -102,7 +103,7 @@ def test_bad_scale_recipe_and_seed_names():
         get_scale("huge")
     with pytest.raises(ValueError, match="valid recipes: single_task, emd_sweep, multi_task"):
         recipe_runs(["table9"], "smoke")
-    from ranklab.experiments.commands import parse_seeds
+    from ranklab.experiments.run.commands import parse_seeds
 
     assert parse_seeds("3,1") == (3, 1) and parse_seeds(None) is None
     for bad in ("1,x", "1,1", "-1", ""):
@@ -153,7 +154,7 @@ def test_a_changed_recipe_is_refused_not_mixed_with_old_runs(protocol):
     from dataclasses import replace
 
     run = recipe_runs(["single_task"], "smoke", (1,), json.loads((protocol / TUNING_NAME).read_text())["chosen"])[0]
-    changed = type(run)(run.recipe, run.label, replace(run.config, max_steps=run.config.max_steps + 1), run.tune_key)
+    changed = replace(run, config=replace(run.config, max_steps=run.config.max_steps + 1))
     with pytest.raises(ValueError, match="trained with other settings \\(max_steps\\)"):
         run_recipes(scale="smoke", results=protocol, runs=[changed])
 
@@ -192,11 +193,41 @@ def test_summary_round_trips_predictions_and_draws_every_figure(protocol, tmp_pa
     assert len(study["trained"]["points"]) == 2 * 2 * 2  # tasks x modules x seeds
 
 
+def test_a_summary_of_the_label_keyed_format_is_read_with_stable_ids(tmp_path):
+    """Format 2 named runs, folders and tune keys by display label; reading it gives format 3's ids."""
+    from ranklab.experiments.results.summary_format import read_summary, upgrade_summary
+
+    old = {"format": 2, "scale": "embedded", "tuning": {
+        "grid": [0.001], "seeds": [0], "rule": "r", "scores": {"multi:Rank router r<=8": {"0.001": 0.5}},
+        "chosen": {"multi:Rank router r<=8": 0.001},
+        "curves": {"tuning/multi_task/rank-router-r-8__a+b__s0__lr0.001": {"tune_key": "multi:Rank router r<=8"}}},
+        "task_embedding_study": {"trained": {"label": "Rank router r<=8", "seeds": [1]}},
+        "runs": [{"run_id": "multi_task/rank-router-r-8__a+b__s1", "recipe": "multi_task", "label": "Rank router r<=8",
+                  "seed": 1, "tune_key": "multi:Rank router r<=8", "tasks": ["a", "b"]},
+                 {"run_id": "table2/dylora-r-8-mnli-init__mnli__s0", "recipe": "table2",
+                  "label": "DyLoRA r<=8 (MNLI, init)", "seed": 0, "tune_key": "table2:DyLoRA r<=8", "tasks": ["mnli"]}]}
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    new = read_summary(tmp_path / "old.json")
+    assert new["format"] == SUMMARY_FORMAT and upgrade_summary(new) is new
+    router, mnli = new["runs"]
+    assert list(router)[:4] == ["run_id", "recipe", "method_id", "label"]
+    assert (router["method_id"], router["run_id"], router["tune_key"]) == (
+        "rank_router_r8", "multi_task/rank_router_r8__a+b__s1", "multi:rank_router_r8")
+    assert (mnli["method_id"], mnli["run_id"]) == ("dylora_r8_mnli_init", "table2/dylora_r8_mnli_init__mnli__s0")
+    tuning = new["tuning"]
+    assert tuning["chosen"] == {"multi:rank_router_r8": 0.001}
+    assert tuning["labels"]["multi:rank_router_r8"] == "Rank router r<=8"
+    assert list(tuning["curves"]) == ["tuning/multi_task/rank_router_r8__a+b__s0__lr0.001"]
+    assert new["task_embedding_study"]["trained"]["method_id"] == "rank_router_r8"
+    with pytest.raises(ValueError, match="format 1"):
+        upgrade_summary({"format": 1, "runs": []})
+
+
 def test_figures_and_tables_show_the_derived_numbers(protocol, tmp_path):
     summary = collect("smoke", protocol)
     derived = derive(summary, n_boot=300)
-    scores = derived["scores"]["single_task"]["LoRA r=8"]
-    runs = [r for r in summary["runs"] if r["recipe"] == "single_task" and r["label"] == "LoRA r=8"]
+    scores = derived["scores"]["single_task"]["lora_r8"]
+    runs = [r for r in summary["runs"] if r["recipe"] == "single_task" and r["method_id"] == "lora_r8"]
     per_seed = sorted(100 * r["test"]["toy_a"]["accuracy"] for r in runs)
     assert sorted(scores["scores"]["toy_a"]["per_seed"]) == pytest.approx(per_seed)
     assert scores["scores"]["toy_a"]["mean"] == pytest.approx(np.mean(per_seed))
@@ -212,7 +243,7 @@ def test_figures_and_tables_show_the_derived_numbers(protocol, tmp_path):
     expected = sorted(round(cell["mean"], 6) for s in derived["scores"]["multi_task"].values()
                       for cell in s["scores"].values())  # every task and the average
     assert shown == pytest.approx(expected)
-    from ranklab.experiments.stats import verdict
+    from ranklab.experiments.results.stats import verdict
 
     for claim in derived["claims"]:
         assert claim["low"] <= claim["difference"] <= claim["high"] and claim["holm_p"] >= claim["p_value"]
@@ -245,30 +276,30 @@ def test_claims_are_judged_from_paired_predictions():
     for seed in (1, 2, 3, 4, 5):
         right_a = rng.random(1500) < 0.75
         right_b = right_a | (rng.random(1500) < 0.4)  # B keeps A's right answers and gains some
-        for label, right in (("LoRA r=8", right_a), ("EMD a=4, b=12", right_b)):
+        for method_id, right in (("lora_r8", right_a), ("emd_a4_b12", right_b)):
             predicted = np.where(right, labels, 1 - labels)
-            runs.append({"recipe": "single_task", "label": label, "seed": seed, "main_metrics": {"t": "accuracy"},
-                         "predictions": {"t": encode(predicted, False)}})
+            runs.append({"recipe": "single_task", "method_id": method_id, "seed": seed,
+                         "main_metrics": {"t": "accuracy"}, "predictions": {"t": encode(predicted, False)}})
     summary = {"runs": runs, "labels": {"t": encode(labels, False)}}
     result = claim_module.judge(summary, claim_module.CLAIMS[0], n_boot=500)
     assert result["verdict"] == "reproduced" and 7 < result["difference"] < 13 and result["low"] > 0
-    reversed_claim = claim_module.Claim("x", "LoRA beats EMD", "single_task", "EMD a=4, b=12", "LoRA r=8", None, "")
+    reversed_claim = claim_module.Claim("x", "LoRA beats EMD", "single_task", "emd_a4_b12", "lora_r8", None, "")
     assert claim_module.judge(summary, reversed_claim, n_boot=500)["verdict"] == "contradicted"
     # the same predictions on both sides: the interval is [0, 0], which excludes the paper's +0.77
-    same = [dict(r, label="EMD a=4, b=12") for r in runs if r["label"] == "LoRA r=8"]
-    null = {"runs": [r for r in runs if r["label"] == "LoRA r=8"] + same, "labels": summary["labels"]}
+    same = [dict(r, method_id="emd_a4_b12") for r in runs if r["method_id"] == "lora_r8"]
+    null = {"runs": [r for r in runs if r["method_id"] == "lora_r8"] + same, "labels": summary["labels"]}
     assert claim_module.judge(null, claim_module.CLAIMS[0], n_boot=50)["verdict"] == "paper's effect ruled out"
     # noise around no difference: inconclusive without a paper difference, ruled out far below a large one
-    noisy = [dict(r, label="EMD a=4, b=12", predictions={"t": encode(np.where(rng.random(1500) < 0.75, labels,
-             1 - labels), False)}) for r in runs if r["label"] == "LoRA r=8"]
-    noise = {"runs": [r for r in runs if r["label"] == "LoRA r=8"] + noisy, "labels": summary["labels"]}
+    noisy = [dict(r, method_id="emd_a4_b12", predictions={"t": encode(np.where(rng.random(1500) < 0.75, labels,
+             1 - labels), False)}) for r in runs if r["method_id"] == "lora_r8"]
+    noise = {"runs": [r for r in runs if r["method_id"] == "lora_r8"] + noisy, "labels": summary["labels"]}
     judged = claim_module.judge(noise, claim_module.replace(claim_module.CLAIMS[0], paper_difference=None), n_boot=50)
     assert judged["verdict"] == "inconclusive" and judged["low"] < 0 < judged["high"]
     far = claim_module.replace(claim_module.CLAIMS[0], paper_difference=judged["high"] + 5)
     assert claim_module.judge(noise, far, n_boot=50)["verdict"] == "paper's effect ruled out"
     # one seed of A predicts one class: whatever the interval says, the claim is confounded by collapse
     collapsed = [dict(r, predictions={"t": encode(np.zeros(1500, dtype=int), False)})
-                 if (r["label"], r["seed"]) == ("LoRA r=8", 2) else r for r in runs]
+                 if (r["method_id"], r["seed"]) == ("lora_r8", 2) else r for r in runs]
     judged = claim_module.judge({**summary, "runs": collapsed}, claim_module.CLAIMS[0], n_boot=50)
     assert judged["verdict"] == "confounded by collapse" and judged["at_chance"] == {"a": {"2": ["t"]}, "b": {}}
     assert judged["interval_verdict"] in ("reproduced", "inconclusive")
@@ -287,7 +318,7 @@ def test_a_longer_schedule_runs_at_the_rates_the_original_search_chose(protocol,
     """embedded-x4's mechanism on the smoke scale: x2 the steps and evaluation points, no search, the
     rates of the original protocol's summary (recorded with where they came from), and a clear error
     without that summary."""
-    from ranklab.experiments import recipes
+    from ranklab.experiments.protocol import recipes
 
     smoke = get_scale("smoke")
     longer = recipes.longer_schedule(smoke, 2)
@@ -334,7 +365,7 @@ def _committed_format() -> int | None:
         return None
 
 
-@pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
+@pytest.mark.skipif(_committed_format() != SUMMARY_FORMAT, reason="no committed results summary of the current format")
 @pytest.mark.parametrize("folder", ["figures", "figures/embedded-x4"])
 def test_committed_figures_match_what_the_pipeline_draws(tmp_path, folder):
     import matplotlib.image
@@ -352,7 +383,7 @@ def test_committed_figures_match_what_the_pipeline_draws(tmp_path, folder):
 
 
 def test_collapsed_seeds_are_runs_at_chance_whatever_the_class_balance():
-    from ranklab.experiments.derived import chance_tasks, collapsed_seeds
+    from ranklab.experiments.results.derived import chance_tasks, collapsed_seeds
 
     rng = np.random.default_rng(0)
     balanced, imbalanced = rng.integers(0, 3, 600), (rng.random(600) < 0.1).astype(int)  # 90% class 0
@@ -361,7 +392,7 @@ def test_collapsed_seeds_are_runs_at_chance_whatever_the_class_balance():
     noisy = np.where(rng.random(600) < 0.8, balanced, (balanced + 1) % 3)
     good = {"a": encode(noisy, False), "b": encode(imbalanced, False)}
     half = {"a": encode(noisy, False), "b": encode(np.zeros(600), False)}
-    runs = [{"recipe": "multi_task", "label": "m", "seed": seed, "predictions": predictions}
+    runs = [{"recipe": "multi_task", "method_id": "m", "seed": seed, "predictions": predictions}
             for seed, predictions in ((1, constant), (2, good), (3, half))]
     summary = {"runs": runs, "labels": labels}
     assert chance_tasks(runs[0], labels) == ["a", "b"] and chance_tasks(runs[1], labels) == []
@@ -369,7 +400,7 @@ def test_collapsed_seeds_are_runs_at_chance_whatever_the_class_balance():
     assert collapsed_seeds(summary, "multi_task", "m") == [1, 3]  # at least half of the tasks at chance
 
 
-@pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
+@pytest.mark.skipif(_committed_format() != SUMMARY_FORMAT, reason="no committed results summary of the current format")
 def test_readme_shows_the_committed_claims_table():
     """README's reading rests on the claims table of RESULTS.md (itself checked against the pipeline above)."""
     def claim_rows(text: str) -> list[str]:
@@ -400,15 +431,15 @@ def test_readme_quotes_the_committed_longer_schedule_check():
         assert f"{interval} *{verdict}*" in paragraph, (interval, verdict)
 
 
-@pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
+@pytest.mark.skipif(_committed_format() != SUMMARY_FORMAT, reason="no committed results summary of the current format")
 def test_every_number_readme_quotes_from_the_runs_is_recomputed_from_the_summaries():
     """Each difference with an interval that README's reading quotes is a claim (main or x4 summary,
     recomputed here), and the other quoted numbers (budget ratios, seeds at chance, the sweep's
     effective ranks, chosen-rank agreement, the embedding test) are what the summary gives."""
     import re
 
-    from ranklab.experiments.claims import seeds_at_chance
-    from ranklab.experiments.recipes import MOELORA_LABEL, MOR_BUDGET_LABEL, ROUTER_LABEL
+    from ranklab.experiments.protocol.recipes import LABELS, MOELORA_ID, MOR_BUDGET_ID, MOR_ID, ROUTER_ID
+    from ranklab.experiments.results.claims import seeds_at_chance
 
     readme = (ROOT / "README.md").read_text().replace("−", "-")
     reading = readme[readme.index("How to read it:"):readme.index("### The paper scale")]
@@ -422,12 +453,12 @@ def test_every_number_readme_quotes_from_the_runs_is_recomputed_from_the_summari
     assert len(quoted) >= 7 and set(quoted) <= set(claims), sorted(set(quoted) - set(claims))
     for text in quoted:  # each quoted interval is followed by its verdict
         assert re.search(re.escape(text) + r"[^*]{0,40}\*" + re.escape(claims[text]["verdict"]) + r"\*", reading), text
-    params = {r["label"]: r["params"]["adapter_params"] for r in main["runs"] if r["recipe"] == "multi_task"}
-    assert f"{params[ROUTER_LABEL] / params['LoRA r=16']:.3f}" in reading
-    assert f"{params[MOR_BUDGET_LABEL] / params[MOELORA_LABEL]:.3f}" in reading
-    for label in ("LoRA r=8", "LoRA r=16", ROUTER_LABEL, "MoR 8 experts", MOR_BUDGET_LABEL, MOELORA_LABEL):
-        found = seeds_at_chance(main, "multi_task", label)
-        assert f"{label} {len(found)} of 3" in reading, label
+    params = {r["method_id"]: r["params"]["adapter_params"] for r in main["runs"] if r["recipe"] == "multi_task"}
+    assert f"{params[ROUTER_ID] / params['lora_r16']:.3f}" in reading
+    assert f"{params[MOR_BUDGET_ID] / params[MOELORA_ID]:.3f}" in reading
+    for method_id in ("lora_r8", "lora_r16", ROUTER_ID, MOR_ID, MOR_BUDGET_ID, MOELORA_ID):
+        found = seeds_at_chance(main, "multi_task", method_id)
+        assert f"{LABELS[method_id]} {len(found)} of 3" in reading, method_id
     for row in derived["main"]["sweep"]:
         assert f"({row['a']}, {row['b']}) {row['score']['mean']:.1f}" in reading
         assert f"{row['effective_rank']:.2f}" in reading
@@ -440,7 +471,7 @@ def test_every_number_readme_quotes_from_the_runs_is_recomputed_from_the_summari
 def test_the_protocol_bar_moves_with_every_step_also_of_runs_in_worker_processes(tmp_path, monkeypatch, jobs):
     """One bar for all runs; it advances during a run (per step), not only when a run ends, and
     ends at the total; jobs=2 trains the runs side by side in two spawned processes."""
-    import ranklab.experiments.runner as runner
+    import ranklab.experiments.run.runner as runner
 
     seen = []
 
@@ -465,7 +496,7 @@ def test_the_protocol_bar_moves_with_every_step_also_of_runs_in_worker_processes
 
 
 def _count_steps_in_a_worker(steps: int, batch_size: int) -> list[int]:
-    import ranklab.experiments.runner as runner
+    import ranklab.experiments.run.runner as runner
 
     counter = runner.StepCounter(runner._PROGRESS, batch_size)
     values = []
@@ -479,7 +510,7 @@ def test_a_worker_process_adds_each_step_to_the_shared_count():
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    import ranklab.experiments.runner as runner
+    import ranklab.experiments.run.runner as runner
 
     context = multiprocessing.get_context("spawn")
     progress = context.Value("q", 5)
@@ -489,18 +520,18 @@ def test_a_worker_process_adds_each_step_to_the_shared_count():
     assert values == [5, 13, 21, 29, 37] and progress.value == 37
 
 
-@pytest.mark.skipif(_committed_format() != 2, reason="no committed results summary of the current format")
+@pytest.mark.skipif(_committed_format() != SUMMARY_FORMAT, reason="no committed results summary of the current format")
 def test_gate_figures_show_a_spread_only_when_several_seeds_are_averaged():
     """MoR kept one seed (two collapsed): its cells show that seed's value, not a '±0.00' spread."""
     summary = json.loads(SUMMARY.read_text())
-    from ranklab.experiments.derived import collapsed_seeds
-    from ranklab.experiments.figures import MOR_LABEL, router_label
+    from ranklab.experiments.protocol.recipes import MOR_ID
+    from ranklab.experiments.results.derived import collapsed_seeds, router_id
 
-    for draw, label in ((figs.fig_mor_router, MOR_LABEL), (figs.fig_router_distribution, router_label(summary))):
+    for draw, method_id in ((figs.fig_mor_router, MOR_ID), (figs.fig_router_distribution, router_id(summary))):
         fig = draw(summary)
-        kept = [r["seed"] for r in summary["runs"] if r["recipe"] == "multi_task" and r["label"] == label
-                and r["seed"] not in collapsed_seeds(summary, "multi_task", label)]
+        kept = [r["seed"] for r in summary["runs"] if r["recipe"] == "multi_task" and r["method_id"] == method_id
+                and r["seed"] not in collapsed_seeds(summary, "multi_task", method_id)]
         cells = [t.get_text() for ax in fig.axes for t in ax.texts]
-        assert cells and all(("±" in text) == (len(kept) > 1) for text in cells), label
+        assert cells and all(("±" in text) == (len(kept) > 1) for text in cells), method_id
         title = fig._suptitle.get_text()
         assert (f"seed {kept[0]} only" in title) == (len(kept) == 1), title

@@ -8,11 +8,11 @@ import pytest
 
 from ranklab.adapters.rank_router import MORE_OPTIONS
 from ranklab.cli import main
-from ranklab.experiments import paper_recipes as pr
-from ranklab.experiments import paper_settings as ps
-from ranklab.experiments.plan import blocked_reasons, plan_rows, plan_text, run_waves, runnable_recipes
-from ranklab.experiments.recipes import RunSpec, get_scale, recipe_runs
-from ranklab.experiments.runner import is_finished, run_all, run_folder
+from ranklab.experiments.protocol import paper_recipes as pr
+from ranklab.experiments.protocol import paper_settings as ps
+from ranklab.experiments.run.plan import blocked_reasons, plan_rows, plan_text, run_waves, runnable_recipes
+from ranklab.experiments.protocol.recipes import RunSpec, get_scale, recipe_runs
+from ranklab.experiments.run.runner import is_finished, run_all, run_folder
 
 PAPER = get_scale("paper")
 
@@ -49,7 +49,7 @@ def test_table1_runs_follow_loras_roberta_large_scripts_task_by_task():
         assert c.adapter.get("r", 8) == 8 and c.eval_every == 0  # LoRA r=8; EMD a=4, b=12; every epoch
         if from_mnli:  # the same method's MNLI run of the same seed
             source = by_id(runs)[run.init_from]
-            assert (source.label, source.config.tasks, source.seed) == (run.label, ["mnli"], run.seed)
+            assert (source.method_id, source.config.tasks, source.seed) == (run.method_id, ["mnli"], run.seed)
         else:
             assert run.init_from is None
 
@@ -65,6 +65,7 @@ def test_table2_runs_follow_dylora_and_adapted_adalora_scripts():
         assert c.backbone == "roberta-base" and bool(run.init_from) == from_mnli
     assert all(r.config.adapter | {"frozen": True} == r.config.adapter for r in dylora)  # the official training
     assert {(r.config.adapter["r_min"], r.config.adapter["r_max"]) for r in dylora} == {(1, 8)}
+    assert {r.method_id for r in runs if r.config.tasks == ["mnli"]} == {"dylora_r8_mnli_init", "emd_a4_b12_mnli_init"}
     assert {r.label for r in runs if r.config.tasks == ["mnli"]} == {"DyLoRA r<=8 (MNLI, init)",
                                                                     "EMD a=4, b=12 (MNLI, init)"}
     sst2 = next(r.config for r in runs if r.config.method == "adalora" and r.config.tasks == ["sst2"])
@@ -88,19 +89,19 @@ def test_multi_task_and_ablations_use_mores_released_settings():
         assert (c.lr, c.weight_decay, c.warmup_steps, c.max_length, c.sampling) == (3e-4, 0.01, 500, 128, "softmax")
         assert (c.adapter["alpha"], c.adapter["dropout"]) == (32.0, 0.1)
         assert c.tasks == list(PAPER.multi_tasks) and "stsb" not in c.tasks  # Table 1 (bottom) has no STS-B
-    router = next(r for r in runs if r.label == pr.ROUTER).config
+    router = next(r for r in runs if r.method_id == pr.PAPER_ROUTER_ID).config
     assert {k: router.adapter[k] for k in MORE_OPTIONS} == MORE_OPTIONS and router.adapter["r"] == 16
     for ablation in runs_of("ablations"):  # one change against the multi-task router
         differ = {k for k in set(router.adapter) | set(ablation.config.adapter)
                   if router.adapter.get(k) != ablation.config.adapter.get(k)}
         differ |= set(router.same_run(ablation.config)) - {"adapter"}
-        options, train = pr.ABLATIONS[ablation.label]
-        assert differ == set(options) | set(train), ablation.label
+        options, train = pr.ABLATIONS[ablation.method_id]
+        assert differ == set(options) | set(train), ablation.method_id
 
 
 def test_mor_recipes_are_causal_lm_runs_on_the_glue_completions():
     runs = runs_of("mor") + runs_of("mor_experts") + runs_of("mor_rank")
-    mor = next(r for r in runs if r.label == "MoR 8 experts r=32").config
+    mor = next(r for r in runs if r.method_id == "mor_e8_r32").config
     assert (mor.adapter["n_experts"], mor.adapter["r"]) == (8, 32)
     assert mor.adapter["target_modules"] == ["gate_proj", "up_proj", "down_proj"] and mor.backbone == "llama-7b"
     assert mor.objective == "causal-lm" and mor.tasks == [f"{t}_lm" for t in PAPER.multi_tasks]
@@ -110,7 +111,7 @@ def test_mor_recipes_are_causal_lm_runs_on_the_glue_completions():
     runnable, blocked = runnable_recipes(PAPER)
     assert not blocked and {"mor", "mor_experts", "mor_rank", "table2"} <= set(runnable)
     # a run needing what this ranklab lacks is refused before anything is trained
-    lacking = RunSpec("mor", "x", mor, requires=("a time machine",))
+    lacking = RunSpec("mor", "x", "x", mor, requires=("a time machine",))
     assert blocked_reasons(lacking) == ["a time machine"]
     with pytest.raises(ValueError, match="need what this ranklab lacks, e.g. mor/.*leave their recipe out"):
         run_all([lacking], "/nonexistent-results", PAPER)
@@ -123,7 +124,7 @@ def test_sources_are_trained_before_the_runs_that_start_from_them():
     starts = [r for r in runs if r.init_from]
     assert len(starts) == len(PAPER.seeds) * (2 * 3 + 2 * 2)  # Table 1: 2 x (MRPC, RTE, STS-B); Table 2: 2 x 2
     assert all(position[r.init_from] < position[r.run_id] for r in starts)
-    orphan = RunSpec("x", "y", runs[0].config, init_from="single_task/missing__mnli__s0")
+    orphan = RunSpec("x", "y", "y", runs[0].config, init_from="single_task/missing__mnli__s0")
     with pytest.raises(ValueError, match="neither planned nor finished: \\['single_task/missing__mnli__s0'\\]"):
         run_waves([orphan])
     assert run_waves([orphan], finished={"single_task/missing__mnli__s0"}) == [[orphan]]
@@ -138,20 +139,20 @@ def test_plan_prints_every_run_with_its_steps_and_gpu_hours(capsys):
     assert len(lines) == len(runs)
     mrpc = next(line for line in lines if "single_task | LoRA r=8 | mrpc | seed 3 |" in line)
     steps = 20 * math.ceil(ps.ranklab_train_size("mrpc") / 32)  # 20 epochs of 32 on ranklab's train split
-    assert f"init-from single_task/lora-r-8__mnli__s3 | {steps:,} steps" in mrpc
+    assert f"init-from single_task/lora_r8__mnli__s3 | {steps:,} steps" in mrpc
     assert "lr 0.0003 batch 32 20 ep len 512 wd 0.1 warmup 0.06" in mrpc and "alpha=16" in mrpc
     rows = plan_rows(runs)
     assert all(r["gpu_h"] > 0 and r["steps"] > 0 for r in rows)
     total = sum(r["gpu_h"] for r in rows)
     assert f"total | {len(runs)} | {sum(r['steps'] for r in rows):,.0f} | {total:,.1f}" in out
     assert "BLOCKED: needs" not in out and "4 P FLOPs per training token" in out
-    mor = next(r for r in rows if r["recipe"] == "mor" and r["label"] == "MoR 8 experts r=32")
+    mor = next(r for r in rows if r["recipe"] == "mor" and r["method_id"] == "mor_e8_r32")
     assert mor["tasks"].startswith("mnli_lm+") and mor["gpu_h"] > 1  # 7B parameters: a causal LM's real cost
     assert "single_task | 80 |" in plan_text(runs_of("single_task", PAPER.seeds), "paper")
 
 
 def test_the_plan_of_a_searched_scale_lists_the_search_first_and_leaves_unknown_costs_open(capsys):
-    from ranklab.experiments.recipes import tuning_runs
+    from ranklab.experiments.protocol.recipes import tuning_runs
 
     assert main(["reproduce", "--scale", "embedded", "--plan"]) == 0
     out = capsys.readouterr().out
@@ -177,7 +178,7 @@ def miniature(tmp_path_factory):
     """Every run of every paper recipe at the first seed, 3 steps each on tiny random models with GLUE
     fixture files, through the runner; ``loads``: (run folder, adapter folder loaded, whether that
     source run had finished when it was loaded) for every run that starts from another's adapter."""
-    from ranklab.experiments.miniature import run_miniature
+    from ranklab.experiments.run.miniature import run_miniature
     from ranklab.train import runtime
 
     results = tmp_path_factory.mktemp("paper-miniature")
@@ -207,7 +208,7 @@ def test_every_paper_recipe_trains_in_miniature_in_order(miniature):
     expected = {(results / r.run_id, results / r.init_from / "adapter") for r in planned if r.init_from}
     assert {(out, path) for out, path, _ in loads} == expected and len(expected) == 10
     assert all(done for _, _, done in loads)  # every source had finished before its adapter was loaded
-    mor_run = next(r for r in planned if r.recipe == "mor" and r.label == "MoR 8 experts r=32")
+    mor_run = next(r for r in planned if r.recipe == "mor" and r.method_id == "mor_e8_r32")
     mor = json.loads((run_folder(results, mor_run) / "record.json").read_text())
     assert mor["adapter_config"]["target_modules"] == ["gate_proj", "up_proj", "down_proj"]
     assert mor["config"]["objective"] == "causal-lm" and mor["tasks"][0] == "mnli_lm"  # next-token loss on answers
@@ -215,19 +216,19 @@ def test_every_paper_recipe_trains_in_miniature_in_order(miniature):
 
 
 def test_the_paper_scale_report_shows_medians_and_the_papers_claims(miniature):
-    from ranklab.experiments.derived import derive
-    from ranklab.experiments.summary import collect
-    from ranklab.experiments.tables import results_markdown
+    from ranklab.experiments.results.derived import derive
+    from ranklab.experiments.results.summary import collect
+    from ranklab.experiments.results.tables import results_markdown
 
     results, _, _ = miniature
     summary = collect("paper", results, seeds=(0,))
     derived = derive(summary, n_boot=50)
     table2 = derived["scores"]["table2"]
-    assert {"DyLoRA r<=8", "AdaLoRA ->8", "EMD a=4, b=12"} <= set(table2)
-    cell = table2["DyLoRA r<=8"]["scores"]["avg"]
+    assert {"dylora_r8", "adalora_r8", "emd_a4_b12"} <= set(table2)
+    cell = table2["dylora_r8"]["scores"]["avg"]
     assert cell["median"] == cell["min"] == cell["max"] == pytest.approx(cell["per_seed"][0])  # one seed
     judged = {c["key"]: c for c in derived["claims"]}
-    assert judged["adalora_vs_dylora"]["recipe"] == "table2" and judged["adalora_vs_dylora"]["a"] == "DyLoRA r<=8"
+    assert judged["adalora_vs_dylora"]["recipe"] == "table2" and judged["adalora_vs_dylora"]["a"] == "dylora_r8"
     assert judged["mor_llm_vs_moelora"]["recipe"] == "mor"
     markdown = results_markdown(summary, derived)
     assert "## table2: median [min, max] over seeds, test x 100" in markdown
@@ -235,9 +236,9 @@ def test_the_paper_scale_report_shows_medians_and_the_papers_claims(miniature):
 
 
 def test_the_docs_page_shows_exactly_the_settings_the_recipes_run():
-    from ranklab.experiments.paper_docs import settings_markdown
+    from ranklab.experiments.results.paper_docs import settings_markdown
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "paper_scale.md").read_text()
-    assert settings_markdown() in page  # regenerate the block with ranklab.experiments.paper_docs if this fails
+    assert settings_markdown() in page  # regenerate the block with ranklab.experiments.results.paper_docs if this fails
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "docs/paper_scale.md" in readme

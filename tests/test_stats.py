@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ranklab.experiments.stats import holm, mcnemar, minimal_detectable_effect, paired_comparison_one_task, verdict
+from ranklab.experiments.results.stats import holm, mcnemar, minimal_detectable_effect, paired_comparison_one_task, verdict
 
 
 def synthetic(p_a: float, p_b: float, n_seeds: int = 5, n: int = 800, seed: int = 0):
@@ -125,7 +125,7 @@ def test_bad_input_is_clear():
 @pytest.mark.parametrize("name", ["accuracy", "mcc", "macro_f1", "f1"])
 def test_vectorised_metrics_equal_the_task_metrics(name):
     from ranklab.data.metrics import compute_metrics
-    from ranklab.experiments.stats import metric_rows
+    from ranklab.experiments.results.stats import metric_rows
 
     rng = np.random.default_rng(3)
     task = {"accuracy": "trec", "mcc": "sms_spam", "macro_f1": "trec", "f1": "movie"}[name]
@@ -138,7 +138,7 @@ def test_vectorised_metrics_equal_the_task_metrics(name):
 
 
 def test_several_tasks_pair_seeds_and_average_task_metrics():
-    from ranklab.experiments.stats import TaskOutputs, paired_comparison, score_interval
+    from ranklab.experiments.results.stats import TaskOutputs, paired_comparison, score_interval
 
     rng = np.random.default_rng(7)
     a, b = {}, {}

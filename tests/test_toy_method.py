@@ -38,7 +38,7 @@ def test_toy_has_its_cli_flags():
 
 def test_toy_reaches_the_causal_lm_recipes_and_the_demo():
     from ranklab.demo import demo_methods
-    from ranklab.experiments.causal_lm import causal_lm_configs
+    from ranklab.experiments.protocol.causal_lm import causal_lm_configs
 
     config, = causal_lm_configs("toy", "smoke")
     assert config.adapter_config().k == 4 and config.adapter_config().target_modules == "all-linear"  # at_rank(4)

@@ -235,7 +235,7 @@ def test_warmup_steps_override_the_ratio(monkeypatch):
 def test_a_run_that_dies_while_saving_says_so_and_resumes(tmp_path, monkeypatch, capsys):
     """A save that fails (e.g. safetensors on tied tensors) leaves status "failed" with the reason,
     never "running"; the protocol counts it as not done and --resume finishes it from its checkpoint."""
-    from ranklab.experiments.runner import run_status
+    from ranklab.experiments.run.runner import run_status
     import ranklab.train.runtime as runtime
 
     def tied_tensors(*args, **kwargs):

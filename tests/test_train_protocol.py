@@ -9,7 +9,7 @@ import torch
 
 from ranklab.data import MultiTaskSampler
 from ranklab.data.multitask import length_grouped_batches
-from ranklab.experiments.embedding_study import group_test, study
+from ranklab.experiments.results.embedding_study import group_test, study
 from ranklab.train import TrainConfig, train
 from ranklab.train.evaluation import predict_tasks
 from ranklab.train.synthetic import synthetic_task, tiny_roberta

@@ -1,8 +1,9 @@
 """Every recipe of a scale in miniature: the same runs, order and code path, on tiny models.
 
 A GPU user should never find a wiring error after hours.  ``miniature_runs`` keeps each run's
-recipe, label, seed, task set, method and options, optimisation settings and ``init_from`` (so the
-MNLI-initialised runs load their MNLI run's adapter), and changes only what makes it small: a
+recipe, method entry (id and label), seed, task set, method and options, optimisation settings and
+``init_from`` (so the MNLI-initialised runs load their MNLI run's adapter), and changes only what
+makes it small: a
 tiny random backbone built from a config, local GLUE-schema fixture files instead of the hub, a
 few optimizer steps, a batch of at most 4 rows, fp32.  ``run_miniature`` trains them through
 the runner (waves, init-from, analysis) and ``ranklab reproduce --miniature`` does the same from
@@ -17,8 +18,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..backbones import BACKBONES
-from .recipes import RunSpec, get_scale, recipe_runs
+from ...backbones import BACKBONES
+from ..protocol.recipes import RunSpec, get_scale, recipe_runs
 
 MINIATURE_BACKBONES = {"roberta-base": "tiny-random", "roberta-large": "tiny-random", "llama-7b": "tiny-llama"}
 MINIATURE_STEPS = 3  # AdaLoRA's schedule needs a scoring step before its final prune (tfinal ~ half)
@@ -43,7 +44,7 @@ def run_miniature(names: list[str] | None, scale: str, results: str | Path, seed
                   steps: int = MINIATURE_STEPS, quiet: bool = True) -> list[Path]:
     """Write GLUE fixture files under ``results`` and train every run of the named recipes (all of
     the scale's by default) in miniature, first seed only unless ``seeds`` is given."""
-    from ..data import write_glue_fixture
+    from ...data import write_glue_fixture
     from .runner import run_all
 
     scale_spec = get_scale(scale)
@@ -51,7 +52,7 @@ def run_miniature(names: list[str] | None, scale: str, results: str | Path, seed
         raise ValueError(f"the {scale} scale is already synthetic and tiny; run it as it is")
     results = Path(results)
     runs = recipe_runs(names, scale_spec, seeds or (scale_spec.seeds[0],))
-    from ..data import get_task
+    from ...data import get_task
 
     tasks = sorted({get_task(t).base_task or t for run in runs for t in run.config.tasks})  # mnli_lm reads mnli
     fixture = write_glue_fixture(results / "glue-fixture", names=tasks, rows=FIXTURE_ROWS, seed=0)

@@ -6,21 +6,22 @@ the time, then runs the protocol (reusing finished runs) and draws from the new 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from .recipes import RunSpec, get_scale, tuning_runs
+from ..protocol.recipes import RunSpec, get_scale, tuning_runs
+from ..results.summary import collect
+from ..results.summary_format import read_summary
 from .runner import default_jobs, protocol_runs, run_folder, run_protocol, run_status
-from .summary import SUMMARY_FORMAT, collect
 
 SECONDS_PER_EXAMPLE = 0.011  # a training example on 2 CPU cores, evaluation included (measured, embedded scale)
 
 
 def _estimate(run: RunSpec, committed: dict[str, Any] | None) -> float:
-    """Seconds for a run: the committed protocol's time for the same label and recipe, else a rate."""
+    """Seconds for a run: the committed protocol's time for the same method entry and recipe, else a rate."""
     if committed:
-        times = [r["wall_time_s"] for r in committed["runs"] if r["label"] == run.label and r["recipe"] == run.recipe]
+        times = [r["wall_time_s"] for r in committed["runs"]
+                 if r["method_id"] == run.method_id and r["recipe"] == run.recipe]
         if times:
             return sum(times) / len(times)
     steps = run.config.max_steps or run.config.epochs * 100
@@ -43,10 +44,10 @@ def load_summary(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"no results summary at {path}: run `make reproduce`, or set train = True in the "
                          "notebook's parameters cell")
-    summary = json.loads(path.read_text())
-    if summary.get("format") != SUMMARY_FORMAT:
-        raise ValueError(f"{path} is of an older format ({summary.get('format')}); run `make reproduce` to rebuild it")
-    return summary
+    try:
+        return read_summary(path)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def notebook_results(recipes: list[str], scale: str = "embedded", train: bool = False,

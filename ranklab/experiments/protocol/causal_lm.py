@@ -1,6 +1,6 @@
 """Causal-LM recipes: TrainConfigs for a decoder-only model trained on text completion.
 
-    from ranklab.experiments.causal_lm import causal_lm_configs
+    from ranklab.experiments.protocol.causal_lm import causal_lm_configs
     configs = causal_lm_configs("mor", scale="embedded", seeds=(0, 1, 2), output="runs/mor-lm")
     results = [ranklab.train.train(c) for c in configs]
 
@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..backbones import BACKBONES, check_backbone
-from ..train import TrainConfig
-from ..train.config import known_methods
+from ...backbones import BACKBONES, check_backbone
+from ...train.config import TrainConfig, known_methods
 
 ALPHA = 16.0
 # FFN projections per family (MoR's setting): Llama / Qwen2 gate/up/down, GPT-2 c_fc and mlp.c_proj
@@ -56,7 +55,7 @@ def method_options(method: str, family: str, rank: int) -> dict[str, Any]:
     """Adapter options of ``method`` at ``rank``, from the method's own config (``at_rank`` and
     ``recipe_targets``): the expert mixtures on the FFN (as in the MoR paper), the others on every
     Linear / Conv1D ("all-linear")."""
-    from ..train.commands import method_config_classes
+    from ...train.commands import method_config_classes
 
     classes = method_config_classes()
     if method not in classes:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backbones import BACKBONES, available_backbones
-from ..train import TrainConfig
-from .paper_settings import GLUE_TRAIN_SIZES, ranklab_train_size
-from .recipes import RunSpec, Scale, recipes_for
+from ...backbones import BACKBONES, available_backbones
+from ...train.config import TrainConfig
+from ..protocol.paper_settings import GLUE_TRAIN_SIZES, ranklab_train_size
+from ..protocol.recipes import RunSpec, Scale, recipes_for
 
 # GLUE validation rows (ranklab's test split; MNLI: matched).
 GLUE_TEST_SIZES = {"mnli": 9_815, "sst2": 872, "mrpc": 408, "cola": 1_043, "qnli": 5_463, "qqp": 40_430,
@@ -85,7 +85,7 @@ def runnable_recipes(scale: Scale) -> tuple[list[str], dict[str, list[str]]]:
 
 def _base_tasks(config: TrainConfig) -> list[str]:
     """The tasks whose rows a run reads (a completion task "mnli_lm" reads MNLI's)."""
-    from ..data import get_task
+    from ...data import get_task
 
     return [get_task(t).base_task or t for t in config.tasks]
 
@@ -149,7 +149,8 @@ def plan_rows(runs: list[RunSpec]) -> list[dict[str, Any]]:
             blocked = blocked_reasons(run)
             causal = c.objective == "causal-lm"
             recipe = f"{run.recipe} (lr search)" if run.tuning else run.recipe
-            rows.append({"wave": wave, "recipe": recipe, "label": run.label, "tasks": "+".join(c.tasks),
+            rows.append({"wave": wave, "recipe": recipe, "method_id": run.method_id, "label": run.label,
+                         "tasks": "+".join(c.tasks),
                          "method": c.method, "options": _options(c), "schedule": _schedule(c), "seed": c.seed,
                          "init_from": run.init_from or "-", "steps": planned_steps(c), "gpu_h": gpu_hours(c, causal),
                          "backbone": c.backbone, "blocked": "; ".join(blocked)})

@@ -4,8 +4,10 @@
 - ``embedded``: minilm-l6 on the offline real tasks, CPU friendly; produces the committed figures.
 - ``smoke``: tiny-random backbone on small synthetic tasks; for tests and notebook smoke runs.
 
-A recipe is a list of ``RunSpec`` (a label, a seed and a ``TrainConfig``); the runner trains each
-one (skipping finished runs) and the figures module draws from the saved results.
+A recipe is a list of ``RunSpec`` (a method entry, a seed and a ``TrainConfig``); the runner trains
+each one (skipping finished runs) and the figures module draws from the saved results.  Each method
+table maps a stable ``method_id`` (what runs are joined on, and part of the run folder's name) to
+(method, options); ``LABELS`` holds each id's display label (``spec`` says why).
 
 The protocol of a scale (``Scale``): each recipe is run with the reported ``seeds``; before that,
 every method's learning rate is chosen from ``lr_grid`` (one grid for all methods) on the
@@ -14,58 +16,19 @@ that share a ``tune_key`` share the chosen rate.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any
 
-from ..train import TrainConfig
-from ..hardware import native_bf16
+from ...hardware import native_bf16
+from ...train.config import TrainConfig
+from .paper_recipes import PAPER_CONTROL_ID, PAPER_RECIPES, PAPER_ROUTER_ID
+from .spec import Recipe, RunSpec, Scale
 
 ALPHA = 16.0
 
 
-@dataclass(frozen=True)
-class Scale:
-    """Backbones, tasks, training budget and seeds of one scale."""
-
-    name: str
-    single_backbone: str
-    multi_backbone: str
-    single_tasks: tuple[str, ...]
-    multi_tasks: tuple[str, ...]
-    train: dict[str, Any] = field(default_factory=dict)  # TrainConfig overrides
-    multi_train: dict[str, Any] = field(default_factory=dict)  # further overrides for multi-task runs
-    seeds: tuple[int, ...] = (0,)  # reported seeds of single-task recipes
-    multi_seeds: tuple[int, ...] | None = None  # reported seeds of multi-task recipes (default: seeds)
-    sweep_seeds: tuple[int, ...] | None = None  # seeds of the EMD (a, b) sweep (default: seeds)
-    sweep_tasks: tuple[str, ...] | None = None  # tasks of the EMD (a, b) sweep (default: single_tasks)
-    tuning_seeds: tuple[int, ...] = ()  # seeds of the learning-rate search (never reported); (): no search
-    lr_grid: tuple[float, ...] = ()  # one grid shared by every method
-    synthetic: bool = False  # tasks come from ranklab.train.synthetic, not ranklab.data
-    description: str = ""
-    rates_from: str | None = None  # no search: the rates chosen by this scale's protocol (its committed summary)
-    recipe_set: str = "generic"  # "generic": RECIPES below; "paper": each paper's own setting (paper_recipes)
-
-    def __post_init__(self) -> None:
-        if self.rates_from and self.tuning_seeds:
-            raise ValueError(f"scale {self.name!r}: takes its rates from {self.rates_from!r}, so it has no search")
-        if self.tuning_seeds:
-            if not self.lr_grid:
-                raise ValueError(f"scale {self.name!r}: tuning seeds need an lr_grid")
-            reported = set(self.seeds) | set(self.multi_seeds or ()) | set(self.sweep_seeds or ())
-            if reported & set(self.tuning_seeds):
-                raise ValueError(f"scale {self.name!r}: tuning seeds {sorted(reported & set(self.tuning_seeds))} "
-                                 "must not be reported")
-
-    def seeds_for(self, recipe: str) -> tuple[int, ...]:
-        if recipe == "emd_sweep":
-            return self.sweep_seeds or self.seeds
-        multi = recipe_kind(recipe) == "multi"
-        return (self.multi_seeds or self.seeds) if multi else self.seeds
-
-
 SCALES: dict[str, Scale] = {
-    # The paper scale's recipes (ranklab.experiments.paper_recipes) take each task's settings from the
+    # The paper scale's recipes (ranklab.experiments.protocol.paper_recipes) take each task's settings from the
     # papers' official scripts (paper_settings.py; docs/paper_scale.md); ``train`` holds what is common.
     # No learning-rate search: the scripts' own rates are the papers' setting.  5 seeds, median and
     # spread reported (LoRA reports the median of 5 runs).
@@ -148,20 +111,20 @@ def longer_schedule(scale: Scale, factor: int) -> Scale:
 # 2 cores, every recipe ~2.5 h.
 SCALES["embedded-x4"] = longer_schedule(SCALES["embedded"], 4)
 
-# label -> (method, options); equal budgets: EMD a + b = 16 ~ LoRA r = 8, AdaLoRA shrinks 12 -> 8.
+# method_id -> (method, options); equal budgets: EMD a + b = 16 ~ LoRA r = 8, AdaLoRA shrinks 12 -> 8.
 SINGLE_TASK_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
-    "LoRA r=8": ("lora", {"r": 8}),
-    "EMD a=4, b=12": ("emd", {"a": 4, "b": 12}),
-    "DyLoRA r<=8": ("dylora", {"r_min": 1, "r_max": 8}),
-    "AdaLoRA 12->8": ("adalora", {"init_r": 12, "target_r": 8}),
+    "lora_r8": ("lora", {"r": 8}),
+    "emd_a4_b12": ("emd", {"a": 4, "b": 12}),
+    "dylora_r8": ("dylora", {"r_min": 1, "r_max": 8}),
+    "adalora_r12_8": ("adalora", {"init_r": 12, "target_r": 8}),
 }
 # The EMD (a, b) sweep at (nearly) equal budget d(a + b) + ab, a + b = 16: a < b, a = b, a > b.
 # DECISION: every (a, b) uses the rate chosen for EMD a=4, b=12 (same a + b, so the same scaling
 # alpha / r_ref): the sweep isolates the split of the budget, not the learning rate.
 EMD_SWEEP: dict[str, tuple[str, dict[str, Any]]] = {
-    "EMD a=4, b=12": ("emd", {"a": 4, "b": 12}),
-    "EMD a=8, b=8": ("emd", {"a": 8, "b": 8}),
-    "EMD a=12, b=4": ("emd", {"a": 12, "b": 4}),
+    "emd_a4_b12": ("emd", {"a": 4, "b": 12}),
+    "emd_a8_b8": ("emd", {"a": 8, "b": 8}),
+    "emd_a12_b4": ("emd", {"a": 12, "b": 4}),
 }
 # Budgets as the papers compare them (trainable adapter parameters, MiniLM-L6's 12 query/value
 # modules of 384 x 384, 7 tasks; RESULTS.md prints each compared pair's ratio):
@@ -173,59 +136,40 @@ EMD_SWEEP: dict[str, tuple[str, dict[str, Any]]] = {
 #   module and MoELoRA's 6,144 r_e + 3,072 meet that ratio first at MoR r = 18 vs 8 experts of rank
 #   3: 241,344 vs 258,048 (0.9353).  (MoR r=8 vs 8x r=2 was 0.804.)  MoR r = 8 stays for the claim
 #   against LoRA of the same rank.
-ROUTER_LABEL = "Rank router r<=8"
-MOR_LABEL = "MoR 8 experts"  # r = 8, the same rank as LoRA r=8
-MOR_BUDGET_LABEL = "MoR 8 experts r=18"  # at 93.5% of MoELoRA 8x r=3's parameters
-MOELORA_LABEL = "MoELoRA 8x r=3"
+ROUTER_ID = "rank_router_r8"
+MOR_ID = "mor_e8_r8"  # r = 8, the same rank as LoRA r=8
+MOR_BUDGET_ID = "mor_e8_r18"  # at 93.5% of MoELoRA 8x r=3's parameters
+MOELORA_ID = "moelora_e8_r3"
 MULTI_TASK_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
-    "LoRA r=8": ("lora", {"r": 8}),
-    "LoRA r=16": ("lora", {"r": 16}),
-    ROUTER_LABEL: ("rank_router", {"r": 8, "selection": "prefix", "contrastive_weight": 0.1}),
-    MOR_LABEL: ("mor", {"n_experts": 8, "r": 8}),
-    MOR_BUDGET_LABEL: ("mor", {"n_experts": 8, "r": 18}),
-    MOELORA_LABEL: ("moelora", {"n_experts": 8, "r": 3}),
+    "lora_r8": ("lora", {"r": 8}),
+    "lora_r16": ("lora", {"r": 16}),
+    ROUTER_ID: ("rank_router", {"r": 8, "selection": "prefix", "contrastive_weight": 0.1}),
+    MOR_ID: ("mor", {"n_experts": 8, "r": 8}),
+    MOR_BUDGET_ID: ("mor", {"n_experts": 8, "r": 18}),
+    MOELORA_ID: ("moelora", {"n_experts": 8, "r": 3}),
 }
 # Control of the task-embedding figure: the router without its contrastive loss.
 # DECISION: it uses the rate chosen for the router with the loss.
-CONTROL_LABEL = f"{ROUTER_LABEL}, no contrastive loss"
+CONTROL_ID = f"{ROUTER_ID}_no_contrastive"
 CONTROLS: dict[str, tuple[str, dict[str, Any]]] = {
-    CONTROL_LABEL: ("rank_router", {"r": 8, "selection": "prefix", "contrastive_weight": 0.0}),
+    CONTROL_ID: ("rank_router", {"r": 8, "selection": "prefix", "contrastive_weight": 0.0}),
 }
 # MoELoRA is a method of its own and gets its own rate from the search (a baseline run at its
 # rival's rate would not be a fair comparison).
-TUNE_AS = {  # label -> the label whose chosen learning rate it uses
-    **{label: "EMD a=4, b=12" for label in EMD_SWEEP},
-    **{label: ROUTER_LABEL for label in CONTROLS},
+TUNE_AS = {  # method_id -> the method_id whose chosen learning rate it uses
+    **{method_id: "emd_a4_b12" for method_id in EMD_SWEEP},
+    CONTROL_ID: ROUTER_ID,
 }
-
-
-@dataclass
-class RunSpec:
-    """One training run of a recipe."""
-
-    recipe: str
-    label: str
-    config: TrainConfig
-    tune_key: str = ""  # runs with the same key use the same chosen learning rate
-    tuning: bool = False  # a learning-rate search run (never reported)
-    init_from: str | None = None  # run_id of the run whose adapter starts this one (trained first)
-    requires: tuple[str, ...] = ()  # capabilities this ranklab lacks; the runner refuses the run until then
-
-    @property
-    def seed(self) -> int:
-        return self.config.seed
-
-    @property
-    def run_id(self) -> str:
-        tasks = "+".join(self.config.tasks)
-        base = f"{slug(self.label)}__{tasks}__s{self.seed}"
-        if self.tuning:
-            return f"tuning/{self.recipe}/{base}__lr{self.config.lr:g}"
-        return f"{self.recipe}/{base}"
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+# The rank router of each recipe set's multi_task recipe (generic; paper scale) and its no-contrastive
+# control: the task-embedding study and the router figures read them.
+ROUTER_IDS = (ROUTER_ID, PAPER_ROUTER_ID)
+CONTROL_IDS = {ROUTER_ID: CONTROL_ID, PAPER_ROUTER_ID: PAPER_CONTROL_ID}
+LABELS = {  # method_id -> display label (figures, tables; never a join key)
+    "lora_r8": "LoRA r=8", "lora_r16": "LoRA r=16", "emd_a4_b12": "EMD a=4, b=12", "emd_a8_b8": "EMD a=8, b=8",
+    "emd_a12_b4": "EMD a=12, b=4", "dylora_r8": "DyLoRA r<=8", "adalora_r12_8": "AdaLoRA 12->8",
+    ROUTER_ID: "Rank router r<=8", MOR_ID: "MoR 8 experts", MOR_BUDGET_ID: "MoR 8 experts r=18",
+    MOELORA_ID: "MoELoRA 8x r=3", CONTROL_ID: "Rank router r<=8, no contrastive loss",
+}
 
 
 def get_scale(name: str) -> Scale:
@@ -245,18 +189,21 @@ def _config(scale: Scale, method: str, options: dict[str, Any], tasks: list[str]
 def _single(recipe: str, methods: dict, scale: Scale, seeds: tuple[int, ...],
             tasks: tuple[str, ...] | None = None) -> list[RunSpec]:
     return [
-        RunSpec(recipe, label, _config(scale, method, options, [task], scale.single_backbone, seed),
-                tune_key=f"single:{TUNE_AS.get(label, label)}")
-        for seed in seeds for task in (tasks or scale.single_tasks) for label, (method, options) in methods.items()
+        RunSpec(recipe, method_id, LABELS[method_id],
+                _config(scale, method, options, [task], scale.single_backbone, seed),
+                tune_key=f"single:{TUNE_AS.get(method_id, method_id)}")
+        for seed in seeds for task in (tasks or scale.single_tasks)
+        for method_id, (method, options) in methods.items()
     ]
 
 
 def _multi(recipe: str, methods: dict, scale: Scale, seeds: tuple[int, ...]) -> list[RunSpec]:
     return [
-        RunSpec(recipe, label, _config(scale, method, options, list(scale.multi_tasks), scale.multi_backbone,
-                                       seed, **scale.multi_train),
-                tune_key=f"multi:{TUNE_AS.get(label, label)}")
-        for seed in seeds for label, (method, options) in methods.items()
+        RunSpec(recipe, method_id, LABELS[method_id],
+                _config(scale, method, options, list(scale.multi_tasks), scale.multi_backbone, seed,
+                        **scale.multi_train),
+                tune_key=f"multi:{TUNE_AS.get(method_id, method_id)}")
+        for seed in seeds for method_id, (method, options) in methods.items()
     ]
 
 
@@ -277,29 +224,17 @@ def multi_task_runs(scale: Scale, seeds: tuple[int, ...]) -> list[RunSpec]:
     return _multi("multi_task", {**MULTI_TASK_METHODS, **CONTROLS}, scale, seeds)
 
 
-Recipe = Callable[[Scale, tuple[int, ...]], list[RunSpec]]
 RECIPES: dict[str, Recipe] = {
     "single_task": single_task_runs,
     "emd_sweep": emd_sweep_runs,
     "multi_task": multi_task_runs,
 }
-RECIPE_KIND = {"single_task": "single", "emd_sweep": "single", "multi_task": "multi"}
+RECIPE_SETS: dict[str, dict[str, Recipe]] = {"generic": RECIPES, "paper": PAPER_RECIPES}
 
 
 def recipes_for(scale: Scale) -> dict[str, Recipe]:
     """The recipes of a scale: the generic ones, or each paper's own setting at the paper scale."""
-    if scale.recipe_set == "paper":
-        from .paper_recipes import PAPER_RECIPES
-
-        return PAPER_RECIPES
-    return RECIPES
-
-
-def recipe_kind(recipe: str) -> str:
-    """"single" or "multi" (task sets of one or several tasks)."""
-    from .paper_recipes import PAPER_RECIPE_KIND
-
-    return {**PAPER_RECIPE_KIND, **RECIPE_KIND}.get(recipe, "single")
+    return RECIPE_SETS[scale.recipe_set]
 
 
 def _names(names: list[str] | None, scale: Scale) -> list[str]:
@@ -338,13 +273,13 @@ def tuning_runs(names: list[str] | None, scale: str | Scale) -> list[RunSpec]:
     recipes = recipes_for(scale)
     for name in _names(names, scale):
         for run in recipes[name](scale, scale.tuning_seeds):
-            if TUNE_AS.get(run.label, run.label) != run.label:
-                continue  # uses another label's rate
+            if TUNE_AS.get(run.method_id, run.method_id) != run.method_id:
+                continue  # uses another method entry's rate
             key = (run.tune_key, tuple(run.config.tasks), run.seed)
             if key in seen:
                 continue
             seen.add(key)
             for lr in scale.lr_grid:
-                runs.append(RunSpec(name, run.label, replace(run.config, lr=lr, eval_test=False),
+                runs.append(RunSpec(name, run.method_id, run.label, replace(run.config, lr=lr, eval_test=False),
                                     tune_key=run.tune_key, tuning=True))
     return runs

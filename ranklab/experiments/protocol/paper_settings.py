@@ -19,7 +19,7 @@ GLUE_TRAIN_SIZES = {"mnli": 392_702, "sst2": 67_349, "mrpc": 3_668, "cola": 8_55
 
 def ranklab_train_size(task: str) -> int:
     """Training rows of a GLUE task after ranklab's held-out validation slice (same rule as data.glue)."""
-    from ..data.glue import HELD_OUT_FRACTION, HELD_OUT_MAX
+    from ...data.glue import HELD_OUT_FRACTION, HELD_OUT_MAX
 
     n = GLUE_TRAIN_SIZES[task]
     return n - min(max(int(round(HELD_OUT_FRACTION * n)), 1), HELD_OUT_MAX)

@@ -1,9 +1,10 @@
 """Every figure of the reproduction, drawn from a results summary (no model needed).
 
 Each ``fig_*`` function only chooses runs and numbers (``derived``); the drawing is in
-``ranklab.plots`` and ``ranklab.result_plots``.  Runs are chosen by what their analysis holds
-(its capabilities), never by method name.  ``draw_all`` writes PNG + PDF per figure and
-RESULTS.md (``ranklab.experiments.tables``).
+``ranklab.plots`` and ``results.plots``.  Runs are chosen by what their analysis holds (its
+capabilities) or by their stable method_id (``protocol.spec``), never by method name or display
+label; labels are only drawn.  ``draw_all`` writes PNG + PDF per figure and RESULTS.md
+(``results.tables``).
 """
 from __future__ import annotations
 
@@ -14,18 +15,19 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..accounting import module_params
-from ..adapters.base import EXPERT_ROUTED, RANK_CHOOSING, RANK_SLICEABLE
-from ..inspect import rank_table
-from ..plots import heatmap, plot_heatmap_panels, plot_lines, save_figure
-from ..result_plots import PALETTE, plot_claims, plot_dot_intervals, plot_embedding_study, plot_rank_consistency
-from ..result_plots import plot_sweep
-from . import paper
-from .claims import seeds_at_chance
-from .derived import collapsed_seeds, derive, router_label, runs_of
-from .recipes import CONTROLS, MOR_LABEL, recipe_kind
-from .summary import decode
-from .tables import PAPER_ROWS, write_results_markdown
+from ...accounting import module_params
+from ...adapters.base import EXPERT_ROUTED, RANK_CHOOSING, RANK_SLICEABLE
+from ...inspect import rank_table
+from ...plots import heatmap, plot_heatmap_panels, plot_lines, save_figure
+from ..protocol import paper
+from ..protocol.recipes import CONTROLS, MOR_ID, MULTI_TASK_METHODS
+from ..protocol.spec import recipe_kind
+from .claims import CLAIMS, seeds_at_chance
+from .derived import collapsed_seeds, derive, label_of, router_id, runs_of
+from .plots import PALETTE, plot_claims, plot_dot_intervals, plot_embedding_study, plot_rank_consistency
+from .plots import plot_sweep
+from .summary_format import decode
+from .tables import PAPER_ROWS, tune_key_text, write_results_markdown
 
 Summary = dict[str, Any]
 Derived = dict[str, Any]
@@ -65,23 +67,23 @@ def chance_levels(summary: Summary, tasks: list[str], metrics: dict[str, str]) -
     return levels
 
 
-def _paper_points(summary: Summary, recipe: str, labels: list[str]) -> list[tuple[str, str, float, int | None]]:
-    """Every paper row of the recipe's tables: (table, method, average, index of our matching label)."""
+def _paper_points(summary: Summary, recipe: str, method_ids: list[str]) -> list[tuple[str, str, float, int | None]]:
+    """Every paper row of the recipe's tables: (table, method, average, index of our matching method entry)."""
     ours = []
-    for label in labels:
-        run = runs_of(summary, recipe, label)[0]
+    for method_id in method_ids:
+        run = runs_of(summary, recipe, method_id)[0]
         ours.append((run["method"], {k: v for k, v in run["adapter_config"].items() if k != "method"}))
     points = []
     for name, table in PAPER_ROWS.get(recipe, ()):
         for method_label, row in table.items():
-            match = next((i for i, (method, options) in enumerate(ours) if labels[i] not in CONTROLS
+            match = next((i for i, (method, options) in enumerate(ours) if method_ids[i] not in CONTROLS
                           and paper.paper_row({method_label: row}, method, options) is not None), None)
             points.append((name, method_label, row["avg"], match))
     return points
 
 
 def fig_results(summary: Summary, recipe: str, derived: Derived | None = None) -> Figure | None:
-    """Each label's mean over seeds with its 95% t-interval and every seed, per task and on average;
+    """Each method entry's mean over seeds with its 95% t-interval and every seed, per task and on average;
     accuracy and MCC on their own axes, the majority class as a dashed line, seeds at chance as a
     red x; every paper number beside, with its method's name."""
     scores = (derived or derive(summary))["scores"].get(recipe) or {}
@@ -94,13 +96,13 @@ def fig_results(summary: Summary, recipe: str, derived: Derived | None = None) -
               for metric in dict.fromkeys(metrics.get(t, "score") for t in tasks)]
     if len(tasks) > 1:
         panels.append(("mean of the tasks' main metrics x 100", ["avg"]))
-    params = {lb: runs_of(summary, recipe, lb)[0]["params"].get("adapter_params", 0) for lb in scores}
     named, at_chance = {}, {}
-    for label, s in scores.items():
-        name = f"{label} ({params[label]:,} params)"
+    for method_id, s in scores.items():
+        run = runs_of(summary, recipe, method_id)[0]
+        name = f"{run['label']} ({run['params'].get('adapter_params', 0):,} params)"
         named[name] = dict(s["scores"])
         index = {seed: i for i, seed in enumerate(s["seeds"])}
-        found = seeds_at_chance(summary, recipe, label, s["seeds"])
+        found = seeds_at_chance(summary, recipe, method_id, s["seeds"])
         at_chance[name] = {t: [index[seed] for seed, bad in found.items() if t in bad] for t in tasks}
         at_chance[name]["avg"] = [index[seed] for seed in found]
     seeds = ", ".join(str(s) for s in first["seeds"])
@@ -120,7 +122,7 @@ def fig_claims(summary: Summary, derived: Derived | None = None) -> Figure | Non
 
 
 def fig_learning_curves(summary: Summary) -> Figure | None:
-    """Validation score over training steps per label: the mean over the seeds that did not collapse
+    """Validation score over training steps per method entry: the mean over the seeds that did not collapse
     (band: their min-max); a collapsed seed (at chance on at least half of its tasks) is its own
     dashed line, never averaged in."""
     panels = []
@@ -133,11 +135,11 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
     fig = Figure(figsize=(4.6 * len(panels) + 3.5, 3.6), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     for ax, (recipe, tasks, runs) in zip(axes, panels):
-        labels = list(dict.fromkeys(r["label"] for r in runs))
-        for i, label in enumerate(labels):
+        for i, method_id in enumerate(dict.fromkeys(r["method_id"] for r in runs)):
             colour = PALETTE[i % len(PALETTE)]
-            collapsed = set(collapsed_seeds(summary, recipe, label))
-            mine = [r for r in runs if r["label"] == label]
+            collapsed = set(collapsed_seeds(summary, recipe, method_id))
+            mine = [r for r in runs if r["method_id"] == method_id]
+            label = mine[0]["label"]
             steps = [e["step"] for e in mine[0]["evals"]]
             kept = [r for r in mine if r["seed"] not in collapsed and len(r["evals"]) == len(steps)]
             name = f"{label}: seeds {', '.join(str(r['seed']) for r in kept) or '-'}"
@@ -185,7 +187,7 @@ def fig_lr_search(summary: Summary) -> Figure | None:
             colour = PALETTE[i % len(PALETTE)]
             rates = sorted(tuning["scores"][key], key=float)
             ax.plot([float(r) for r in rates], [100 * tuning["scores"][key][r] for r in rates], "-", color=colour,
-                    label=key.split(":", 1)[1])
+                    label=tune_key_text(tuning, key).split(":", 1)[1])
             for rate, points in _tuning_points(tuning, key).items():
                 jitter = 1 + 0.04 * (i - (len(keys) - 1) / 2)
                 ax.scatter([float(rate) * jitter] * len(points), [100 * v for _, v in points], s=10, color=colour,
@@ -220,7 +222,7 @@ def fig_task_embeddings(summary: Summary) -> Figure | None:
     studies = summary.get("task_embedding_study") or {}
     if "trained" not in studies:
         return None
-    tasks = runs_of(summary, "multi_task", studies["trained"]["label"])[0]["tasks"]
+    tasks = runs_of(summary, "multi_task", studies["trained"]["method_id"])[0]["tasks"]
     titles = {"trained": "rank router, trained (contrastive weight 0.1)",
               "no_contrastive": "control: trained without contrastive loss",
               "initial": "control: at initialisation"}
@@ -238,13 +240,15 @@ def fig_chosen_ranks(summary: Summary, derived: Derived | None = None) -> Figure
                                  f"(all seeds agree in {100 * data['all_seeds_agree']:.0f}% of cells)")
 
 
-def _gate_figure(summary: Summary, needs: str, label: str, title: str) -> Figure | None:
+def _gate_figure(summary: Summary, needs: str, method_id: str, title: str) -> Figure | None:
     """Gate probability per task (rows) and gate (columns) of each last-layer module: the mean over
-    the seeds that did not collapse, annotated with their spread (half the min-max range)."""
-    runs = [r for r in _runs(summary, "multi_task", needs=needs, has="gates") if r["label"] == label]
+    the seeds that did not collapse, annotated with their spread (half the min-max range); ``title``
+    may name the entry's label as ``{label}``."""
+    runs = [r for r in _runs(summary, "multi_task", needs=needs, has="gates") if r["method_id"] == method_id]
     if not runs:
         return None
-    collapsed = set(collapsed_seeds(summary, "multi_task", label))
+    title = title.format(label=runs[0]["label"])
+    collapsed = set(collapsed_seeds(summary, "multi_task", method_id))
     kept = [r for r in runs if r["seed"] not in collapsed] or runs
     frames = []
     for run in kept:
@@ -278,12 +282,12 @@ def _gate_figure(summary: Summary, needs: str, label: str, title: str) -> Figure
 
 
 def fig_router_distribution(summary: Summary) -> Figure | None:
-    return _gate_figure(summary, RANK_CHOOSING, router_label(summary),
-                        f"{router_label(summary)}: gate probability per rank and task (last layer)")
+    return _gate_figure(summary, RANK_CHOOSING, router_id(summary),
+                        "{label}: gate probability per rank and task (last layer)")
 
 
 def fig_mor_router(summary: Summary) -> Figure | None:
-    return _gate_figure(summary, EXPERT_ROUTED, MOR_LABEL, f"{MOR_LABEL}: mean router weight per expert and task (last layer)")
+    return _gate_figure(summary, EXPERT_ROUTED, MOR_ID, "{label}: mean router weight per expert and task (last layer)")
 
 
 def fig_effective_rank(summary: Summary) -> Figure | None:
@@ -294,10 +298,11 @@ def fig_effective_rank(summary: Summary) -> Figure | None:
     if not runs:
         return None
     tables = {}
-    for label in dict.fromkeys(r["label"] for r in runs):
-        frames = [pd.DataFrame(r["analysis"]["report"]) for r in runs if r["label"] == label]
+    for method_id in dict.fromkeys(r["method_id"] for r in runs):
+        frames = [pd.DataFrame(r["analysis"]["report"]) for r in runs if r["method_id"] == method_id]
         table = rank_table(pd.concat(frames), "effective_rank")  # mean over seeds
-        tables[label] = table.set_axis([str(c).rsplit(".", 1)[-1] for c in table.columns], axis=1)
+        columns = [str(c).rsplit(".", 1)[-1] for c in table.columns]
+        tables[label_of(summary, "single_task", method_id)] = table.set_axis(columns, axis=1)
     vmax = max(float(np.nanmax(t.to_numpy(dtype=float))) for t in tables.values())
     seeds = sorted({r["seed"] for r in runs})
     return plot_heatmap_panels(tables, f"effective rank of ΔW per layer ({task}, mean over seeds {seeds})",
@@ -360,12 +365,19 @@ def fig_adalora_budget(summary: Summary) -> Figure | None:
 
 
 def fig_mor_params(summary: Summary, d: int = 384, modules: int = 12) -> Figure:
-    """Trainable parameters vs number of experts: MoR (shared A, B) vs N full LoRA experts (MoELoRA)."""
+    """Trainable parameters vs number of experts, not a result of the runs: the two sides of the claim
+    "MoR beats N full LoRA experts (MoELoRA) with fewer parameters", one shared A, B (MoR) vs N full
+    LoRA experts.  Their methods come from the claim's method entries in the recipes (by method_id),
+    each named by the first word of its label."""
+    claim = next(c for c in CLAIMS if c.key == "mor_vs_moelora")
+    (shared, shared_name), (per_expert, expert_name) = (
+        (MULTI_TASK_METHODS[method_id][0], label.split()[0]) for method_id, label in
+        ((claim.b, claim.b_label), (claim.a, claim.a_label)))
     experts = np.arange(1, 17)
     lines = []
     for r, style in ((8, "-"), (32, "--")):
-        for method, colour, label in (("mor", PALETTE[0], f"MoR, shared rank {r}"),
-                                      ("moelora", PALETTE[5], f"MoELoRA, {r}-rank experts")):
+        for method, colour, label in ((shared, PALETTE[0], f"{shared_name}, shared rank {r}"),
+                                      (per_expert, PALETTE[5], f"{expert_name}, {r}-rank experts")):
             counts = [modules * sum(module_params(method, d, d, r=r, n_experts=int(n)).values()) for n in experts]
             lines.append({"x": experts, "y": counts, "label": label, "style": style, "color": colour})
     return plot_lines(lines, xlabel="experts N", ylabel="trainable adapter params", yscale="log", legend_fontsize=7,

@@ -11,7 +11,8 @@ difference), inconclusive otherwise; and "confounded by collapse" whatever the i
 seed of either side is at chance on a task (its predictions carry no information about the
 labels: MCC below ``CHANCE_MCC``).  Holm's step-down correction across the judged claims is
 reported beside the uncorrected interval.  The list below was committed before the protocol's
-runs were trained; changing it afterwards must be said in RESULTS.md.
+runs were trained; changing it afterwards must be said in RESULTS.md.  (Since then each side is
+named by its stable method_id, ``protocol.spec``, with its label beside for display.)
 """
 from __future__ import annotations
 
@@ -20,9 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from ..protocol.paper_recipes import PAPER_LABELS, PAPER_ROUTER_ID
+from ..protocol.recipes import LABELS, MOELORA_ID, MOR_BUDGET_ID, MOR_ID, ROUTER_ID
 from .stats import CONFOUNDED, INCONCLUSIVE, RULED_OUT, TaskOutputs, holm, paired_comparison, score_interval, t_interval
-from .recipes import MOELORA_LABEL, MOR_BUDGET_LABEL, MOR_LABEL, ROUTER_LABEL
-from .summary import decode
+from .summary_format import decode
 
 Summary = dict[str, Any]
 N_BOOT = 2000  # test-set resamples for the test-noise component
@@ -36,45 +38,50 @@ class Claim:
     key: str
     text: str
     recipe: str
-    a: str  # run label of the baseline
-    b: str  # run label of the method claimed better
+    a: str  # method_id of the baseline
+    b: str  # method_id of the method claimed better
     paper_difference: float | None  # the paper's B - A (its averages), where it reports both
     source: str
+    a_label: str = ""  # display labels of the two sides (default: the method_ids)
+    b_label: str = ""
+
+    def labelled(self, labels: dict[str, str]) -> "Claim":
+        """This claim with the two sides' display labels from ``labels`` (method_id -> label)."""
+        return replace(self, a_label=labels.get(self.a, self.a), b_label=labels.get(self.b, self.b))
 
 
-CLAIMS = (
-    Claim("emd_vs_lora", "EMD beats LoRA at equal budget", "single_task", "LoRA r=8", "EMD a=4, b=12",
+CLAIMS = tuple(claim.labelled(LABELS) for claim in (
+    Claim("emd_vs_lora", "EMD beats LoRA at equal budget", "single_task", "lora_r8", "emd_a4_b12",
           round(88.87 - 88.10, 2), "seed paper 1, Table 1 top (RoBERTa-large, GLUE avg)"),
-    Claim("emd_vs_adalora", "EMD beats AdaLoRA", "single_task", "AdaLoRA 12->8", "EMD a=4, b=12",
+    Claim("emd_vs_adalora", "EMD beats AdaLoRA", "single_task", "adalora_r12_8", "emd_a4_b12",
           round(86.55 - 86.11, 2), "seed paper 1, Table 2 (5 GLUE tasks)"),
-    Claim("adalora_vs_dylora", "AdaLoRA beats DyLoRA", "single_task", "DyLoRA r<=8", "AdaLoRA 12->8",
+    Claim("adalora_vs_dylora", "AdaLoRA beats DyLoRA", "single_task", "dylora_r8", "adalora_r12_8",
           round(86.11 - 85.30, 2), "seed paper 1, Table 2 (5 GLUE tasks)"),
     Claim("router_vs_lora16", "the rank router beats LoRA r=16 in multi-task learning (same budget)", "multi_task",
-          "LoRA r=16", ROUTER_LABEL, round(84.00 - 83.38, 2),
+          "lora_r16", ROUTER_ID, round(84.00 - 83.38, 2),
           "seed paper 1, Table 1 bottom (RoBERTa-base, 7 GLUE tasks; 0.48M parameters both)"),
     Claim("lora16_vs_lora8", "LoRA r=16 beats LoRA r=8 in multi-task learning", "multi_task",
-          "LoRA r=8", "LoRA r=16", round(83.38 - 83.30, 2), "seed paper 1, Table 1 bottom"),
+          "lora_r8", "lora_r16", round(83.38 - 83.30, 2), "seed paper 1, Table 1 bottom"),
     Claim("mor_vs_lora", "MoR beats LoRA of the same rank in multi-task learning", "multi_task",
-          "LoRA r=8", MOR_LABEL, None, "MoR paper (abstract: MoR enhances LoRA's multi-task ability)"),
+          "lora_r8", MOR_ID, None, "MoR paper (abstract: MoR enhances LoRA's multi-task ability)"),
     Claim("mor_vs_moelora", "MoR beats N full LoRA experts (MoELoRA) with fewer parameters", "multi_task",
-          MOELORA_LABEL, MOR_BUDGET_LABEL, 1.31, "MoR paper (+1.31% with 93.93% of the parameters)"),
-)
+          MOELORA_ID, MOR_BUDGET_ID, 1.31, "MoR paper (+1.31% with 93.93% of the parameters)"),
+))
 
 
 # The paper scale runs Table 2 in its own recipe (RoBERTa-base, table2) and MoR on a decoder (mor);
 # its multi-task recipe keeps the papers' own sizes (router r=16, MoR r=8 vs MoELoRA 8x r=2).
-_TABLE2_LABELS = {"AdaLoRA 12->8": "AdaLoRA ->8"}  # paper_recipes.TABLE2_METHODS (the scripts' starting ranks)
-_PAPER_MULTI_LABELS = {ROUTER_LABEL: "Rank router r<=16", MOR_BUDGET_LABEL: "MoR 8 experts",
-                       MOELORA_LABEL: "MoELoRA 8x r=2"}  # paper_recipes.MULTI_TASK_METHODS
-PAPER_CLAIMS = tuple(
-    replace(c, recipe="table2", a=_TABLE2_LABELS.get(c.a, c.a), b=_TABLE2_LABELS.get(c.b, c.b),
-            source=c.source.replace("(5 GLUE tasks)", "(5 GLUE tasks, RoBERTa-base: its own recipe)"))
-    if c.key in ("emd_vs_adalora", "adalora_vs_dylora")
-    else replace(c, a=_PAPER_MULTI_LABELS.get(c.a, c.a), b=_PAPER_MULTI_LABELS.get(c.b, c.b)) for c in CLAIMS
-) + (
-    Claim("mor_llm_vs_moelora", "MoR beats MoELoRA on a decoder-only LLM's FFN", "mor", "MoELoRA 8x r=4",
-          "MoR 8 experts r=32", 1.31, "MoR paper (LLaMA-7B FFN, 8 experts, rank 32; +1.31%)"),
-)
+_TABLE2_IDS = {"adalora_r12_8": "adalora_r8"}  # paper_recipes.TABLE2_METHODS (the scripts' starting ranks)
+_PAPER_MULTI_IDS = {ROUTER_ID: PAPER_ROUTER_ID, MOR_BUDGET_ID: "mor_e8_r8",
+                    MOELORA_ID: "moelora_e8_r2"}  # paper_recipes.PAPER_MULTI_TASK_METHODS
+PAPER_CLAIMS = tuple(claim.labelled(PAPER_LABELS) for claim in (
+    *(replace(c, recipe="table2", a=_TABLE2_IDS.get(c.a, c.a), b=_TABLE2_IDS.get(c.b, c.b),
+              source=c.source.replace("(5 GLUE tasks)", "(5 GLUE tasks, RoBERTa-base: its own recipe)"))
+      if c.key in ("emd_vs_adalora", "adalora_vs_dylora")
+      else replace(c, a=_PAPER_MULTI_IDS.get(c.a, c.a), b=_PAPER_MULTI_IDS.get(c.b, c.b)) for c in CLAIMS),
+    Claim("mor_llm_vs_moelora", "MoR beats MoELoRA on a decoder-only LLM's FFN", "mor", "moelora_e8_r4",
+          "mor_e8_r32", 1.31, "MoR paper (LLaMA-7B FFN, 8 experts, rank 32; +1.31%)"),
+))
 
 
 def claims_for(scale: str | None) -> tuple[Claim, ...]:
@@ -82,11 +89,11 @@ def claims_for(scale: str | None) -> tuple[Claim, ...]:
     return PAPER_CLAIMS if scale == "paper" else CLAIMS
 
 
-def label_outputs(summary: Summary, recipe: str, label: str, seeds: list[int] | None = None,
-                  tasks: list[str] | None = None) -> tuple[dict[str, TaskOutputs], list[int]]:
-    """Per task the test predictions and labels of every seed of a label (runs of ``recipe``), and
-    the seeds; ``seeds`` and ``tasks`` restrict them."""
-    runs = [r for r in summary["runs"] if r["recipe"] == recipe and r["label"] == label and r["predictions"]
+def method_outputs(summary: Summary, recipe: str, method_id: str, seeds: list[int] | None = None,
+                   tasks: list[str] | None = None) -> tuple[dict[str, TaskOutputs], list[int]]:
+    """Per task the test predictions and labels of every seed of a method entry (runs of ``recipe``),
+    and the seeds; ``seeds`` and ``tasks`` restrict them."""
+    runs = [r for r in summary["runs"] if r["recipe"] == recipe and r["method_id"] == method_id and r["predictions"]
             and (tasks is None or set(r["tasks"]) <= set(tasks))]
     by_seed: dict[int, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     metrics: dict[str, str] = {}
@@ -118,12 +125,12 @@ def chance_tasks(run: dict[str, Any], labels: dict[str, Any]) -> list[str]:
     return found
 
 
-def seeds_at_chance(summary: Summary, recipe: str, label: str, seeds: list[int] | None = None,
+def seeds_at_chance(summary: Summary, recipe: str, method_id: str, seeds: list[int] | None = None,
                     tasks: list[str] | None = None) -> dict[int, list[str]]:
-    """seed -> the tasks on which that seed's run of ``label`` is at chance (only seeds with any)."""
+    """seed -> the tasks on which that seed's run of ``method_id`` is at chance (only seeds with any)."""
     out = {}
     for run in summary["runs"]:
-        if run["recipe"] != recipe or run["label"] != label or (seeds is not None and run["seed"] not in seeds):
+        if run["recipe"] != recipe or run["method_id"] != method_id or (seeds is not None and run["seed"] not in seeds):
             continue
         found = [t for t in chance_tasks(run, summary.get("labels", {})) if tasks is None or t in tasks]
         if found:
@@ -133,19 +140,22 @@ def seeds_at_chance(summary: Summary, recipe: str, label: str, seeds: list[int] 
 
 def judge(summary: Summary, claim: Claim, n_boot: int = N_BOOT) -> dict[str, Any] | None:
     """What the runs of ``summary`` say about ``claim`` (None when either side has no runs)."""
-    a, seeds_a = label_outputs(summary, claim.recipe, claim.a)
-    b, seeds_b = label_outputs(summary, claim.recipe, claim.b)
+    labels = {r["method_id"]: r["label"] for r in summary["runs"] if r.get("label")}
+    claim = replace(claim, a_label=claim.a_label or labels.get(claim.a, claim.a),
+                    b_label=claim.b_label or labels.get(claim.b, claim.b))
+    a, seeds_a = method_outputs(summary, claim.recipe, claim.a)
+    b, seeds_b = method_outputs(summary, claim.recipe, claim.b)
     seeds = sorted(set(seeds_a) & set(seeds_b))
     if not seeds or set(a) != set(b):
         return None
-    a, _ = label_outputs(summary, claim.recipe, claim.a, seeds)
-    b, _ = label_outputs(summary, claim.recipe, claim.b, seeds)
+    a, _ = method_outputs(summary, claim.recipe, claim.a, seeds)
+    b, _ = method_outputs(summary, claim.recipe, claim.b, seeds)
     paper = None if claim.paper_difference is None else claim.paper_difference / 100
     result = paired_comparison(a, b, claimed_sign=1, paper_difference=paper, n_boot=n_boot)
     judged = {k: (100 * v if k in POINTS else v) for k, v in result.to_dict().items()}
     judged["per_seed"] = [100 * d for d in result.per_seed]
-    collapse = {side: seeds_at_chance(summary, claim.recipe, label, seeds, sorted(a))
-                for side, label in (("a", claim.a), ("b", claim.b))}
+    collapse = {side: seeds_at_chance(summary, claim.recipe, method_id, seeds, sorted(a))
+                for side, method_id in (("a", claim.a), ("b", claim.b))}
     judged["interval_verdict"] = judged["verdict"]  # what the interval alone says
     if collapse["a"] or collapse["b"]:
         judged["verdict"] = CONFOUNDED
@@ -176,11 +186,11 @@ def judge_all(summary: Summary, n_boot: int = N_BOOT, alpha: float = 0.05) -> li
     return judged
 
 
-def label_scores(summary: Summary, recipe: str, label: str, seeds: list[int] | None = None,
-                 tasks: list[str] | None = None) -> dict[str, Any]:
-    """A label's mean over seeds (x 100) per task and on average, with 95% intervals, per-seed values and
-    their median, min and max (the paper scale reports the median and spread, as LoRA does)."""
-    outputs, seeds = label_outputs(summary, recipe, label, seeds, tasks)
+def method_scores(summary: Summary, recipe: str, method_id: str, seeds: list[int] | None = None,
+                  tasks: list[str] | None = None) -> dict[str, Any]:
+    """A method entry's mean over seeds (x 100) per task and on average, with 95% intervals, per-seed
+    values and their median, min and max (the paper scale reports the median and spread, as LoRA does)."""
+    outputs, seeds = method_outputs(summary, recipe, method_id, seeds, tasks)
     if not seeds:
         return {}
     from .stats import per_seed_scores

@@ -2,12 +2,15 @@
 finished ones), each analysed once; progress shows runs done / to do and the time left.
 
 Layout of a results folder (never committed):
-    <results>/tuning/<recipe>/<label>__<tasks>__s<seed>__lr<lr>/   search runs (validation only)
-    <results>/tuning.json                                         the search's scores and choices
-    <results>/<recipe>/<label>__<tasks>__s<seed>/                 record.json, predictions.json,
-                                                                  checkpoint, adapter, analysis.json
-The compact summary the figures are drawn from is written by ``experiments.summary.collect``
+    <results>/tuning/<recipe>/<method_id>__<tasks>__s<seed>__lr<lr>/   search runs (validation only)
+    <results>/tuning.json                                             the search's scores and choices
+    <results>/<recipe>/<method_id>__<tasks>__s<seed>/                 record.json, predictions.json,
+                                                                      checkpoint, adapter, analysis.json
+(``RunSpec.run_id``; the method_id is the method entry's stable id, never its display label.)
+The compact summary the figures are drawn from is written by ``experiments.results.summary.collect``
 (committed under figures/ by ``make reproduce``, so ``make figures`` redraws without training).
+The trainer and the analysis (Accelerate, Transformers) are imported only when a run is trained,
+so reading a results folder (``results.summary``) does not import them.
 """
 from __future__ import annotations
 
@@ -21,15 +24,15 @@ from typing import Any, Callable, Iterable
 
 from tqdm.auto import tqdm
 
-from ..atomic import write_json
-from ..distributed import is_main_process
-from ..train import TrainConfig, train
-from ..train.checkpoint import CHECKPOINT_NAME
-from ..train.records import RECORD_NAME, load_record
-from .analysis import ANALYSIS_FORMAT, analyse_run, InitialState
+from ...atomic import write_json
+from ...distributed import is_main_process
+from ...train.checkpoint import CHECKPOINT_NAME
+from ...train.config import TrainConfig
+from ...train.records import RECORD_NAME, load_record
+from ..protocol.recipes import RunSpec, Scale, get_scale, recipe_runs, tuning_runs
+from .analysis import ANALYSIS_FORMAT
 from .plan import blocked_reasons, run_waves, runnable_recipes
-from .recipes import RunSpec, Scale, get_scale, recipe_runs, tuning_runs
-from .tuning import TUNING_NAME, choose_learning_rates, learning_rates_from_summary, search_from_summary
+from .tuning import TUNING_NAME, choose_learning_rates, learning_rates_from_summary, read_tuning, search_from_summary
 
 ANALYSIS_NAME = "analysis.json"
 PROTOCOL_LOG = "protocol_log.json"  # one entry per `reproduce` session: wall time, runs trained, jobs
@@ -96,7 +99,7 @@ def is_finished(folder: Path, needs_analysis: bool = True) -> bool:
 
 def _synthetic_inputs(config: TrainConfig) -> dict[str, Any]:
     """The smoke scale's tasks (task i has i + 2 classes) and tiny random RoBERTa."""
-    from ..train.synthetic import synthetic_task, tiny_roberta
+    from ...train.synthetic import synthetic_task, tiny_roberta
 
     tasks = [synthetic_task(name, num_classes=2 + i, n_train=config.max_train or 64, n_eval=config.max_eval or 32,
                             seed=config.seed + 10 * i) for i, name in enumerate(config.tasks)]
@@ -122,6 +125,9 @@ class StepCounter:
 def execute(run: RunSpec, results: str | Path, scale: Scale, quiet: bool = True,
             counter: StepCounter | None = None) -> dict[str, Any]:
     """Train (or resume) one run, then save its analysis (reported runs); returns the record."""
+    from ...train import train
+    from .analysis import InitialState, analyse_run
+
     folder = run_folder(results, run)
     resume = (folder / CHECKPOINT_NAME).exists() or (folder / RECORD_NAME).exists()
     failed = _failure(folder)
@@ -267,7 +273,7 @@ def protocol_runs(names: list[str] | None, scale: str | Scale, results: str | Pa
     rates = None
     tuning_file = Path(results) / TUNING_NAME
     if tuning_file.is_file():
-        rates = json.loads(tuning_file.read_text())["chosen"]
+        rates = read_tuning(tuning_file)["chosen"]
     elif quick and summary_path is not None:
         rates = learning_rates_from_summary(summary_path, scale.name)
     return recipe_runs(names, scale, seeds, rates), rates

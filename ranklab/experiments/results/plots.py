@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import heatmap
+from ...plots import heatmap
 
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 HATCHES = ("", "//", "..", "xx", "\\\\", "--", "oo", "++")
@@ -178,7 +178,8 @@ def plot_claims(judged: Sequence[Mapping[str, Any]], title: str,
             note = claim["verdict"] + (f"\n(Holm: {claim['holm_verdict']})" if claim.get("holm_verdict") else "")
             ax.text(1.01, yi, note, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color=colour)
         ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_yticks(y, [f"{c['text']}\n({c['b']} − {c['a']}, {c['n_seeds']} seeds)" for c in rows], fontsize=7)
+        ax.set_yticks(y, [f"{c['text']}\n({c.get('b_label') or c['b']} − {c.get('a_label') or c['a']}, "
+                          f"{c['n_seeds']} seeds)" for c in rows], fontsize=7)
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_title(p_title, fontsize=9)
     axes[-1].set_xlabel("difference B − A, points (mean of the tasks' main metric x 100, test)")

@@ -1,13 +1,17 @@
-"""`ranklab reproduce` and `ranklab figures`."""
+"""`ranklab reproduce` and `ranklab figures`.
+
+This module is in ``run/`` because `reproduce` is how the shell runs the protocol (search, runs,
+miniature, plan: all of ``run/``); it ends by drawing, as `figures` does, and imports ``results/``
+only inside the function that draws, so starting the CLI does not import the drawing code.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from .recipes import SCALES, get_scale, recipes_for
+from ..protocol.recipes import SCALES, get_scale, recipes_for
 
 SUMMARY_NAME = "results_summary.json"
 
@@ -86,7 +90,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     scale = get_scale(args.scale)
     if args.plan:
         return _plan(names, scale, seeds)
-    from ..output_paths import check_output_folder
+    from ...output_paths import check_output_folder
 
     # before any output (a progress bar included): a results or figures folder it cannot write loses nothing
     check_output_folder(args.results, "--results", allow_existing=True)  # existing runs are resumed
@@ -120,7 +124,7 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 def _say_precision(scale: Any) -> None:
     """Once per `reproduce`: on hardware without native bf16 a scale that would use it trains in fp32."""
-    from ..hardware import describe, hardware_info, native_bf16
+    from ...hardware import describe, hardware_info, native_bf16
 
     if scale.synthetic or native_bf16() or scale.train.get("mixed_precision") != "no":
         return
@@ -129,8 +133,8 @@ def _say_precision(scale: Any) -> None:
 
 
 def _plan(names: list[str] | None, scale: Any, seeds: tuple[int, ...] | None) -> int:
+    from ..protocol.recipes import recipe_runs, tuning_runs
     from .plan import plan_text
-    from .recipes import recipe_runs, tuning_runs
 
     print(plan_text(tuning_runs(names, scale) + recipe_runs(names, scale, seeds), scale.name))  # search first
     return 0
@@ -165,9 +169,10 @@ def _figures(args: argparse.Namespace) -> int:
 def _draw(results: str, figures: str, scale: str, seeds: tuple[int, ...] | None = None,
           names: list[str] | None = None) -> None:
     """Collect finished runs into figures/results_summary.json (if any), then draw from it."""
-    from ..distributed import is_main_process
-    from .figures import draw_all
-    from .summary import collect, save_summary
+    from ...distributed import is_main_process
+    from ..results.figures import draw_all
+    from ..results.summary import collect, save_summary
+    from ..results.summary_format import read_summary
 
     if not is_main_process():  # several processes: the main one draws
         return
@@ -178,10 +183,10 @@ def _draw(results: str, figures: str, scale: str, seeds: tuple[int, ...] | None 
         if not summary_path.is_file():
             raise ValueError(f"no results to draw: {results}/ has no finished {scale} runs and {summary_path} "
                              f"does not exist; run `ranklab reproduce --scale {scale}` first") from None
-        summary = json.loads(summary_path.read_text())
-        if summary.get("format") != 2:
-            raise ValueError(f"{summary_path} is of an older format; run `ranklab reproduce --scale {scale}` "
-                             "to rebuild it") from None
+        try:
+            summary = read_summary(summary_path)
+        except ValueError as error:
+            raise ValueError(f"{summary_path}: {error}") from None
     else:
         save_summary(summary, summary_path)
     written = draw_all(summary, figures)

@@ -1,6 +1,8 @@
 """What the figures need from a trained run, computed once after training and saved as JSON.
 
 Figures are then redrawn from these files alone (``make figures``), without loading a model.
+The evaluation code (and through it the data loaders) is imported by the functions that use it, so
+the runner can read ``ANALYSIS_FORMAT`` without them.
 """
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..adapters.base import EXPERT_ROUTED, MERGEABLE_PER_TASK, RANK_CHOOSING, RANK_SLICEABLE, TASK_EMBEDDINGS
-from ..attach import adapter_layers, model_capabilities, set_rank
-from ..context import use_task
-from ..inspect import (
+from ...adapters.base import EXPERT_ROUTED, MERGEABLE_PER_TASK, RANK_CHOOSING, RANK_SLICEABLE, TASK_EMBEDDINGS
+from ...attach import adapter_layers, model_capabilities, set_rank
+from ...context import use_task
+from ...inspect import (
     RouterProbe,
     last_layer_tables,
     model_report,
@@ -22,8 +24,6 @@ from ..inspect import (
     router_summary,
     task_embedding_points,
 )
-from ..train import evaluate_tasks
-from ..train.tasks import collate
 
 PROBE_EXAMPLES = 64  # validation examples per task pushed through the router probe
 # Version of analysis.json; bump it when the analysis changes, so older ones are recomputed.
@@ -55,6 +55,8 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 def _probe_forward(model: nn.Module, tasks: list, collator: Any) -> RouterProbe:
     """Run some validation examples of every task through the model with a router probe."""
+    from ...train.tasks import collate
+
     model.eval()
     with RouterProbe(model) as probe, torch.no_grad():
         device = next(model.parameters()).device
@@ -80,6 +82,8 @@ def _report(model: nn.Module, capabilities: frozenset[str], n_tasks: int, probe:
 
 def rank_curve(model: nn.Module, tasks: list, collator: Any, batch_size: int) -> list[dict[str, Any]]:
     """Validation metrics of a rank-sliceable adapter (DyLoRA) evaluated at every rank b."""
+    from ...train.evaluation import evaluate_tasks
+
     ranks = next(la.ranks for la in adapter_layers(model).values() if RANK_SLICEABLE in la.capabilities)
     rows = []
     for rank in ranks:

@@ -9,17 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import write_text
-from . import paper
+from ...atomic import write_text
+from ..protocol import paper
 from .claims import CHANCE_MCC, claims_for, seeds_at_chance
 from .derived import runs_of
 
 Summary = dict[str, Any]
 Derived = dict[str, Any]
-
-
-def recipe_runs(summary: Summary, recipe: str) -> list[dict[str, Any]]:
-    return runs_of(summary, recipe)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -37,14 +33,14 @@ def interval(cell: dict[str, Any] | None) -> str:
 
 
 def results_frame(summary: Summary, derived: Derived, recipe: str) -> pd.DataFrame:
-    """One row per label: mean [95% interval] per task and on average, params, seeds, lr."""
+    """One row per method entry: mean [95% interval] per task and on average, params, seeds, lr."""
     rows = []
-    for label, scores in derived["scores"].get(recipe, {}).items():
-        run = runs_of(summary, recipe, label)[0]
-        row = {"method": label, **{g: interval(c) for g, c in scores["scores"].items()},
+    for method_id, scores in derived["scores"].get(recipe, {}).items():
+        run = runs_of(summary, recipe, method_id)[0]
+        found = seeds_at_chance(summary, recipe, method_id, scores["seeds"])
+        row = {"method": run["label"], **{g: interval(c) for g, c in scores["scores"].items()},
                "adapter params": run["params"].get("adapter_params", 0), "lr": f"{run['lr']:g}",
-               "seeds": len(scores["seeds"]),
-               "seeds at chance": chance_text(seeds_at_chance(summary, recipe, label, scores["seeds"]), len(run["tasks"]))}
+               "seeds": len(scores["seeds"]), "seeds at chance": chance_text(found, len(run["tasks"]))}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -58,8 +54,8 @@ def chance_text(found: dict[int, list[str]], n_tasks: int) -> str:
     return "; ".join(f"seed {seed} ({tasks(names)})" for seed, names in sorted(found.items()))
 
 
-def _params(summary: Summary, recipe: str, label: str) -> int:
-    runs = runs_of(summary, recipe, label)
+def _params(summary: Summary, recipe: str, method_id: str) -> int:
+    runs = runs_of(summary, recipe, method_id)
     return int(runs[0]["params"].get("adapter_params", 0)) if runs else 0
 
 
@@ -68,11 +64,11 @@ def spread(cell: dict[str, Any] | None) -> str:
 
 
 def median_frame(summary: Summary, derived: Derived, recipe: str) -> pd.DataFrame:
-    """The paper scale's table: one row per label, median [min, max] over seeds per task and on average."""
+    """The paper scale's table: one row per method entry, median [min, max] over seeds per task and on average."""
     rows = []
-    for label, scores in derived["scores"].get(recipe, {}).items():
-        run = runs_of(summary, recipe, label)[0]
-        rows.append({"method": label, **{g: spread(c) for g, c in scores["scores"].items()},
+    for method_id, scores in derived["scores"].get(recipe, {}).items():
+        run = runs_of(summary, recipe, method_id)[0]
+        rows.append({"method": run["label"], **{g: spread(c) for g, c in scores["scores"].items()},
                      "adapter params": run["params"].get("adapter_params", 0), "seeds": len(scores["seeds"])})
     return pd.DataFrame(rows).fillna("-")  # e.g. an MNLI run that only initialises the others
 
@@ -100,7 +96,7 @@ def claims_frame(derived: Derived, recipe: str | None = None, summary: Summary |
     for c in derived["claims"]:
         if recipe is not None and c["recipe"] != recipe:
             continue
-        row = {"claim": c["text"], "B - A": f"{c['b']} − {c['a']}"}
+        row = {"claim": c["text"], "B - A": f"{c['b_label']} − {c['a_label']}"}
         if summary is not None:
             a, b = _params(summary, c["recipe"], c["a"]), _params(summary, c["recipe"], c["b"])
             row["params B / A"] = f"{b / a:.3f}" if a else "-"
@@ -120,12 +116,18 @@ def claims_frame(derived: Derived, recipe: str | None = None, summary: Summary |
     return pd.DataFrame(rows)
 
 
+def tune_key_text(tuning: dict[str, Any], key: str) -> str:
+    """A tune key as shown: its kind and the label of the method entry it tunes ("single:LoRA r=8")."""
+    kind, method_id = key.split(":", 1)
+    return f"{kind}:{(tuning.get('labels') or {}).get(key, method_id)}"
+
+
 def tuning_frame(summary: Summary) -> pd.DataFrame | None:
     tuning = summary.get("tuning")
     if not tuning:
         return None
     rates = [f"{lr:g}" for lr in tuning["grid"]]
-    rows = [{"method": key, **{f"lr {r}": 100 * scores.get(r, float("nan")) for r in rates},
+    rows = [{"method": tune_key_text(tuning, key), **{f"lr {r}": 100 * scores.get(r, float("nan")) for r in rates},
              "chosen": f"{tuning['chosen'][key]:g}"} for key, scores in tuning["scores"].items()]
     return pd.DataFrame(rows)
 
@@ -171,10 +173,10 @@ VERDICTS_TEXT = (
 
 
 def _declared(scale: str | None = None) -> str:
-    lines = ["Declared before the runs (`ranklab/experiments/claims.py`; since then the multi-task budgets were "
+    lines = ["Declared before the runs (`ranklab/experiments/results/claims.py`; since then the multi-task budgets were "
              "matched to the papers' and the statistics moved to the seed level, see the README).", "",
              STATISTICS_TEXT, "", VERDICTS_TEXT, ""]
-    lines += [f"- `{c.key}`: {c.text} ({c.b} vs {c.a}; {c.source})" for c in claims_for(scale)]
+    lines += [f"- `{c.key}`: {c.text} ({c.b_label} vs {c.a_label}; {c.source})" for c in claims_for(scale)]
     return "\n".join(lines)
 
 

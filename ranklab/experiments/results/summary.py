@@ -3,7 +3,8 @@
 ``collect`` reads the finished runs of the protocol from a results folder: per run its record
 (metrics, learning curve, parameters), a slim analysis, and its per-example test predictions
 (encoded compactly, so that the claims' paired statistics can be recomputed from the committed
-summary alone); plus the learning-rate search and the task-embedding study.
+summary alone); plus the learning-rate search and the task-embedding study.  Runs are named by
+their stable ids (``run_id``, ``method_id``; ``summary_format`` says how, and reads older files).
 """
 from __future__ import annotations
 
@@ -13,38 +14,17 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..atomic import write_text
-from ..train.records import PREDICTIONS_NAME, RECORD_NAME, load_predictions, load_record, package_versions
+from ...atomic import write_text
+from ...train.records import PREDICTIONS_NAME, RECORD_NAME, load_predictions, load_record, package_versions
+from ..protocol.recipes import CONTROL_IDS, ROUTER_ID, ROUTER_IDS, RunSpec, get_scale
+from ..run.runner import ANALYSIS_NAME, PROTOCOL_LOG, is_finished, protocol_runs, run_folder
+from ..run.tuning import TUNING_NAME, read_tuning
 from .embedding_study import study
-from .paper_recipes import ROUTER as PAPER_ROUTER
-from .recipes import ROUTER_LABEL, RunSpec, get_scale
-from .runner import ANALYSIS_NAME, PROTOCOL_LOG, is_finished, protocol_runs, run_folder
-from .tuning import TUNING_NAME
+from .summary_format import SUMMARY_FORMAT, encode
 
-SUMMARY_FORMAT = 2
 REPORT_COLUMNS = ("name", "layer", "module", "task", "effective_rank", "stable_rank", "energy_rank", "sigma_1",
                   "delta_fro")
 ROUTER_COLUMNS = ("name", "layer", "module", "task", "chosen_rank")
-# the run labels of the task-embedding study's router (embedded and smoke scales; the paper scale)
-ROUTER_LABELS = (ROUTER_LABEL, PAPER_ROUTER)
-
-
-# --- compact per-example predictions ----------------------------------------------------------
-def encode(values: Sequence[float | int], regression: bool) -> str | list[float]:
-    """Class ids 0-9 as one digit string ("-" for -1: a causal LM's completion that is no label's);
-    regression values as a list rounded to 4 decimals."""
-    if regression:
-        return [round(float(v), 4) for v in values]
-    values = [int(v) for v in values]
-    if values and (min(values) < -1 or max(values) > 9):
-        raise ValueError("class ids outside -1..9 cannot be encoded as digits")
-    return "".join("-" if v == -1 else str(v) for v in values)
-
-
-def decode(data: str | list) -> np.ndarray:
-    if isinstance(data, str):
-        return np.array([-1 if c == "-" else int(c) for c in data])
-    return np.asarray(data, dtype=float)
 
 
 # --- one run ----------------------------------------------------------------------------------
@@ -76,7 +56,8 @@ def run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
         tasks = load_predictions(folder)["tasks"]
         predictions = {t: encode(p["predicted"], regression[t]) for t, p in tasks.items()}
     return {
-        "run_id": run.run_id, "recipe": run.recipe, "label": run.label, "seed": run.seed, "lr": run.config.lr,
+        "run_id": run.run_id, "recipe": run.recipe, "method_id": run.method_id, "label": run.label, "seed": run.seed,
+        "lr": run.config.lr,
         "tune_key": run.tune_key, "method": record["method"], "adapter_config": record.get("adapter_config", {}),
         "tasks": record["tasks"], "backbone": record["backbone"], "main_metrics": record["main_metrics"],
         "test": record.get("test") or {}, "best": record.get("best"), "params": record["params"],
@@ -91,7 +72,7 @@ def run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
 
 def _hardware(folders: list[Path]) -> dict[str, int]:
     """How many runs were trained on each machine (``ranklab.hardware.describe`` of its record)."""
-    from ..hardware import describe
+    from ...hardware import describe
 
     counts: dict[str, int] = {}
     for folder in folders:
@@ -133,14 +114,14 @@ def _tables(folders: list[Path], key: str) -> dict[tuple[int, str], np.ndarray]:
 def embedding_studies(runs: list[RunSpec], results: str | Path) -> dict[str, Any]:
     """The study for the router (trained and at initialisation) and for its no-contrastive control."""
     out = {}
-    router = next((label for label in ROUTER_LABELS if any(r.label == label for r in runs)), ROUTER_LABEL)
-    control = f"{router}, no contrastive loss"
-    for name, label, key in (("trained", router, "trained"), ("initial", router, "initial"),
-                             ("no_contrastive", control, "trained")):
-        picked = [r for r in runs if r.label == label and r.recipe == "multi_task"]
+    router = next((i for i in ROUTER_IDS if any(r.method_id == i for r in runs)), ROUTER_ID)
+    for name, method_id, key in (("trained", router, "trained"), ("initial", router, "initial"),
+                                 ("no_contrastive", CONTROL_IDS[router], "trained")):
+        picked = [r for r in runs if r.method_id == method_id and r.recipe == "multi_task"]
         tables = _tables([run_folder(results, r) for r in picked], key)
         if len(tables) >= 2:
-            out[name] = {"label": label, **study(tables, list(picked[0].config.tasks))}
+            out[name] = {"method_id": method_id, "label": picked[0].label,
+                         **study(tables, list(picked[0].config.tasks))}
     return out
 
 
@@ -176,7 +157,7 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
         "format": SUMMARY_FORMAT, "scale": scale, "description": scale_spec.description,
         "seeds": {run.recipe: sorted({r.seed for r in runs if r.recipe == run.recipe}) for run in runs},
         "planned_runs": len(planned), "versions": package_versions(), "hardware": _hardware(folders),
-        "tuning": json.loads(tuning_file.read_text()) if tuning_file.is_file() else None,
+        "tuning": read_tuning(tuning_file) if tuning_file.is_file() else None,
         "sessions": _sessions(results, scale),
         "labels": labels,
         "task_embedding_study": embedding_studies(runs, results),

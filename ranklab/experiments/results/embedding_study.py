@@ -55,7 +55,7 @@ def group_test(matrix: np.ndarray, group: Sequence[int]) -> dict[str, float]:
 
 def tsne_points(tables: dict[tuple[int, str], np.ndarray], seed: int = 0) -> list[dict[str, Any]]:
     """One 2-D projection of every (seed, module) table's rows: x, y, task, seed, module."""
-    from ..inspect import project_2d
+    from ...inspect import project_2d
 
     keys = sorted(tables)
     stacked = np.concatenate([_normalise(tables[k]) for k in keys])
