@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .adapters import get_method, make_config
+from .adapters.base import shared_sizes
 from .backbones import BACKBONES
 
 # module-name suffix -> (d_in, d_out) as a function of (hidden, ffn)
@@ -77,10 +78,7 @@ def shared_counts(method: str, shapes: Iterable[tuple[int, int]], **options: Any
     _, layer_class = get_method(method)
     shapes = list(shapes)
     shared = layer_class.shared_state(config, {str(i): shape for i, shape in enumerate(shapes)}) if shapes else None
-    if shared is None:
-        return {"trainable": 0, "frozen": 0}
-    trainable = sum(p.numel() for p in shared.parameters() if p.requires_grad)
-    frozen = sum(t.numel() for t in shared.buffers()) + sum(p.numel() for p in shared.parameters() if not p.requires_grad)
+    trainable, frozen = shared_sizes(shared)
     return {"trainable": trainable, "frozen": frozen}
 
 

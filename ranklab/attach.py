@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from .adapters import AdapterConfig, AdapterLayer, get_method
-from .adapters.base import RANK_SLICEABLE, SHARED_STATE
+from .adapters.base import RANK_SLICEABLE, SHARED_STATE, shared_sizes
 from .adapters.targets import ALL_LINEAR, all_linear_targets, candidate_names, is_linear_like, linear_shape
 
 
@@ -132,14 +132,12 @@ def summarize(model: nn.Module) -> AttachSummary:
         raise ValueError("this model has no ranklab adapters; call ranklab.attach(model, config) first")
     layers = adapter_layers(model)
     heads = _head_modules(model, config)
-    shared = shared_state(model)
-    shared_trainable = sum(p.numel() for p in shared.parameters() if p.requires_grad) if shared is not None else 0
+    shared_trainable, shared_frozen = shared_sizes(shared_state(model))
     return AttachSummary(
         method=config.method,
         modules=list(layers),
         adapter_params=sum(layer.num_adapter_params() for layer in layers.values()) + shared_trainable,
-        shared_frozen=(sum(t.numel() for t in shared.buffers()) + sum(p.numel() for p in shared.parameters()
-                                                                       if not p.requires_grad)) if shared is not None else 0,
+        shared_frozen=shared_frozen,
         head_params=sum(p.numel() for h in heads.values() for p in h.parameters()),
         total_params=sum(p.numel() for p in model.parameters()),
         head_modules=list(heads),

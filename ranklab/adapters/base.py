@@ -173,6 +173,15 @@ def check_rank(name: str, value: int, d_in: int, d_out: int, module_name: str) -
         )
 
 
+def shared_sizes(shared: nn.Module | None) -> tuple[int, int]:
+    """(trainable, frozen) elements of a method's shared state (``AdapterLayer.shared_state``)."""
+    if shared is None:
+        return 0, 0
+    trainable = sum(p.numel() for p in shared.parameters() if p.requires_grad)
+    frozen = sum(t.numel() for t in shared.buffers()) + sum(p.numel() for p in shared.parameters() if not p.requires_grad)
+    return trainable, frozen
+
+
 def kaiming_(weight: torch.Tensor) -> torch.Tensor:
     """nn.Linear's default init, the one LoRA (and PEFT) uses for A."""
     return nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
