@@ -55,11 +55,12 @@ def test_binary_metrics_by_hand():
     labels = np.array([1, 1, 1, 0, 0, 0])
     logits = np.array([[0, 1], [0, 2], [1, 0], [0, 1], [3, 0], [1, 0]], dtype=float)
     scores = compute_metrics("mrpc", logits, labels)
-    assert list(scores) == ["accuracy", "f1"]
+    assert list(scores) == ["accuracy", "f1", "mcc"]  # the task's own metrics, then MCC (the collapse test)
     assert scores["accuracy"] == pytest.approx(4 / 6)
     assert scores["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))  # 2TP / (2TP + FP + FN)
     mcc = (2 * 2 - 1 * 1) / math.sqrt(3 * 3 * 3 * 3)  # (TP*TN - FP*FN) / sqrt(...)
     assert compute_metrics("sms_spam", logits, labels)["mcc"] == pytest.approx(mcc)
+    assert scores["mcc"] == pytest.approx(mcc)
     assert compute_metrics("cola", logits.argmax(1), labels)["mcc"] == pytest.approx(1 / 3)
 
 
@@ -80,7 +81,10 @@ def test_multiclass_macro_f1_and_torch_input():
     logits = torch.tensor([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0], [5.0, 0, 0]])
     labels = torch.tensor([0, 1, 2, 2])
     scores = compute_metrics("mnli", logits, labels)
-    assert scores == {"accuracy": 0.75}
+    assert scores["accuracy"] == 0.75
+    # multi-class MCC (Gorodkin): c = correct 3, s = 4, p_k = (2, 1, 1), t_k = (1, 1, 2)
+    mcc = (3 * 4 - (2 * 1 + 1 * 1 + 1 * 2)) / math.sqrt((16 - (4 + 1 + 1)) * (16 - (1 + 1 + 4)))
+    assert scores["mcc"] == pytest.approx(mcc)
     trec = compute_metrics("trec", np.array([0, 1, 2, 0]), np.array([0, 1, 2, 2]))
     assert trec["macro_f1"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
 

@@ -82,3 +82,30 @@ def test_options_are_validated():
     with pytest.raises(ValueError, match="2 steps are too few .*tinit 0, tfinal 1"):  # PEFT would never score
         AdaLoraOptions(tinit_ratio=0.1, tfinal_ratio=0.52).schedule(2)
     assert AdaLoraOptions(tinit_ratio=0.1, tfinal_ratio=0.52).schedule(3) == (0, 1)
+
+
+def test_schedule_steps_finishes_the_budget_before_a_plateau_stop(tmp_path):
+    # the schedule spans 20 of 60 steps: rank at target_r from step 20 - tfinal 4 = 16 on, and no
+    # evaluation before that (more rank than compared) becomes the best checkpoint
+    adapter = {**OPTIONS, "schedule_steps": 20}
+    result = run(tmp_path, adapter=adapter, max_steps=60, eval_every=5, lr=1e-2)
+    history = {h["step"]: h["total"] for h in result.record["rank_history"]}
+    assert all(total <= 2 * N_MODULES for step, total in history.items() if step >= 16)
+    assert history[10] > 2 * N_MODULES  # still shrinking inside the schedule
+    assert result.record["best"]["step"] >= 16
+    saved = json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())
+    assert saved["total_step"] == 20
+    assert AdaLoraOptions(**adapter).final_budget_step(60) == 16
+    with pytest.raises(ValueError, match="exceeds the run's 10 steps"):
+        run(adapter=adapter, max_steps=10, eval_every=5)
+    with pytest.raises(ValueError, match="schedule_steps must be"):
+        AdaLoraOptions(schedule_steps=1)
+
+
+def test_patience_waits_for_the_final_budget():
+    # evaluations every 2 steps, patience 1 and a min_delta no gain can reach: a run counting its
+    # evaluations inside the schedule would stop at step 4; it stops at the first bad one after 16
+    adapter = {**OPTIONS, "schedule_steps": 20}
+    result = run(adapter=adapter, max_steps=60, eval_every=2, patience=1, min_delta=10.0)
+    assert result.record["steps"] == 18
+    assert result.record["best"]["step"] == 16

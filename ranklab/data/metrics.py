@@ -70,4 +70,6 @@ def compute_metrics(task: str | TaskSpec, predictions: Any, labels: Any) -> dict
             scores[name] = _pearson(preds, gold)
         elif name == "spearman":
             scores[name] = _spearman(preds, gold)
+    if not spec.is_regression and "mcc" not in scores:  # always: the protocol's collapse test reads it
+        scores["mcc"] = float(matthews_corrcoef(gold, preds))
     return scores

@@ -32,6 +32,9 @@ class AdaLoraOptions:
     tinit_ratio: float = field(default=0.1, metadata={"help": "AdaLoRA: share of steps before the budget shrinks."})
     tfinal_ratio: float = field(default=0.2, metadata={"help": "AdaLoRA: share of steps at the final budget."})
     delta_t: int = field(default=1, metadata={"help": "AdaLoRA: steps between reallocations."})
+    schedule_steps: int | None = field(default=None, metadata={
+        "help": "AdaLoRA: steps the budget schedule spans (none: the run's max_steps). Set it when a run "
+                "stops at a plateau long before max_steps, so the budget reaches target_r first."})
     orth_reg_weight: float = field(default=0.5, metadata={"help": "AdaLoRA: weight of the orthogonal regulariser."})
     beta1: float = field(default=0.85, metadata={"help": "AdaLoRA: EMA factor of the sensitivity."})
     beta2: float = field(default=0.85, metadata={"help": "AdaLoRA: EMA factor of the uncertainty."})
@@ -51,6 +54,8 @@ class AdaLoraOptions:
             raise ValueError(f"need 1 <= target_r <= init_r, got target_r={self.target_r}, init_r={self.init_r}")
         if not (0 <= self.tinit_ratio and 0 <= self.tfinal_ratio and self.tinit_ratio + self.tfinal_ratio < 1):
             raise ValueError("tinit_ratio and tfinal_ratio must be >= 0 with a sum below 1")
+        if self.schedule_steps is not None and (isinstance(self.schedule_steps, bool) or self.schedule_steps < 2):
+            raise ValueError(f"schedule_steps must be an int >= 2 or None, got {self.schedule_steps!r}")
         if self.delta_t < 1 or self.orth_reg_weight < 0 or self.alpha <= 0:
             raise ValueError("delta_t must be >= 1, orth_reg_weight >= 0 and alpha > 0")
 
@@ -79,6 +84,18 @@ class AdaLoraOptions:
                              "no step is left to score and prune the ranks); train longer")
         return tinit, tfinal
 
+    def horizon(self, total_steps: int) -> int:
+        """Steps the budget schedule spans: ``schedule_steps``, or the whole run."""
+        if self.schedule_steps is not None and self.schedule_steps > total_steps:
+            raise ValueError(f"AdaLoRA's schedule_steps ({self.schedule_steps}) exceeds the run's {total_steps} steps: "
+                             "the budget would never reach target_r; lower it or train longer")
+        return self.schedule_steps or total_steps
+
+    def final_budget_step(self, total_steps: int) -> int:
+        """The step from which every module holds its final rank (PEFT prunes to target_r there)."""
+        horizon = self.horizon(total_steps)
+        return horizon - self.schedule(horizon)[1]
+
 
 def _targets(model: nn.Module, options: AdaLoraOptions, head_module: str | None) -> list[str]:
     """PEFT's target list; "all-linear" resolved as ranklab.attach resolves it (the whole head
@@ -91,10 +108,12 @@ def _targets(model: nn.Module, options: AdaLoraOptions, head_module: str | None)
 
 def build_adalora(model: nn.Module, options: AdaLoraOptions, total_steps: int,
                   head_module: str | None) -> nn.Module:
-    """Wrap ``model`` with PEFT AdaLoRA whose budget schedule spans ``total_steps``; ``head_module``
-    is trained and saved with it (None: no head, e.g. a causal LM's tied output layer)."""
+    """Wrap ``model`` with PEFT AdaLoRA whose budget schedule spans ``total_steps`` (or the options'
+    ``schedule_steps``); ``head_module`` is trained and saved with it (None: no head, e.g. a causal
+    LM's tied output layer).  After the schedule PEFT keeps the final rank pattern."""
     from peft import AdaLoraConfig, get_peft_model
 
+    total_steps = options.horizon(total_steps)
     tinit, tfinal = options.schedule(total_steps)
     targets = _targets(model, options, head_module)
     matched = [m for n, m in model.named_modules() if any(n == t or n.endswith("." + t) for t in targets)]

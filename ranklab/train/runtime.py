@@ -27,6 +27,9 @@ class MethodRuntime:
     """The per-method part of a run; the defaults do nothing."""
 
     has_ranks = False  # does rank_snapshot() report a changing rank pattern?
+    # evaluations before this step neither become the best checkpoint nor count for patience
+    # (AdaLoRA: until every module holds its final budget, the model has more rank than compared)
+    selectable_from = 0
 
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
@@ -103,6 +106,7 @@ class AdaLoraRuntime(MethodRuntime):
     def _wrap(self, model: nn.Module, total_steps: int) -> nn.Module:
         options = self.config.adapter_config()
         model = adalora.build_adalora(model, options, total_steps, self.config.head)
+        self.selectable_from = options.final_budget_step(total_steps)
         self.adapter_config, self.params = options.to_dict(), adalora.param_counts(model)
         return model
 

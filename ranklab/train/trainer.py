@@ -253,12 +253,15 @@ class Trainer:
         self.tracker.log_eval(self.step, entry, self.unwrapped)
         self.loss_sum, self.loss_count = 0.0, 0
         best = self.record["best"]
-        if best is None or score > best["score"]:
+        selectable = self.step >= self.runtime.selectable_from
+        if selectable and (best is None or score > best["score"]):
             self.record["best"] = {"step": self.step, "score": score, "metrics": metrics}
             self.best_state = trainable_state(self.unwrapped)
         # patience counts evaluations since the best score last rose by more than min_delta (a plateau
         # rule: gains within the validation score's noise do not keep a run going)
-        if self.plateau_score is None or score > self.plateau_score + self.config.min_delta:
+        if not selectable:
+            pass
+        elif self.plateau_score is None or score > self.plateau_score + self.config.min_delta:
             self.plateau_score, self.bad_evals = score, 0
         else:
             self.bad_evals += 1

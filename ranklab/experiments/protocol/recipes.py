@@ -22,7 +22,7 @@ from typing import Any
 from ...hardware import native_bf16
 from ...train.config import TrainConfig
 from .paper_recipes import PAPER_CONTROL_ID, PAPER_RECIPES, PAPER_ROUTER_ID
-from .spec import Recipe, RunSpec, Scale
+from .spec import Recipe, RunSpec, Scale, recipe_kind
 
 ALPHA = 16.0
 
@@ -91,6 +91,51 @@ SCALES: dict[str, Scale] = {
         description="tiny random RoBERTa on synthetic token tasks (ranklab.train.synthetic); checks the pipeline",
     ),
 }
+
+
+# The converged protocol (issue 25): every run trains until its validation score has plateaued,
+# by a rule declared before any reported run and measured in a pilot on seeds that are never
+# reported (docs/pilot: LoRA r=8 and EMD a=4, b=12 on movie and trec plateaued in 900-1,800 steps
+# at lr 1e-3, none at the 3,000-step cap).
+# DECISION (the plateau rule): evaluate every 100 steps on the full validation splits (movie 1,009
+# rows, trec 538: SE about 1.1 points); stop when the best score has not risen by more than 1 point
+# (min_delta 0.01, about one SE) for 5 evaluations; cap 3,000 steps.  The test split is evaluated
+# once, at the best validation checkpoint.
+# DECISION (warmup): 100 steps single-task (the pilot's); multi-task 500, MoRE's released script.
+# DECISION (AdaLoRA): its budget schedule spans 1,000 steps (rank shrinks from step 100 to 800, then
+# stays at target_r), shorter than the typical plateau, instead of the 3,000-step cap that a run
+# stopping at ~1,300 would leave half-pruned; its evaluations before step 800 (more rank than
+# compared) never become the best checkpoint or count for patience (MethodRuntime.selectable_from).
+# DECISION (the search, robust to cliffs): the rates {5e-4, 1e-3, 2e-3} single-task ({5e-4, 1e-3,
+# 2e-3, 3e-3} multi-task), each at the reported length (the same plateau rule), on 3 tuning seeds
+# (0, 10, 20; never reported); a rate scores the median tuning seed, and a rate at which any tuning
+# run is at chance on a validation task (MCC < 0.1, the collapse test of claims.py) is vetoed.
+# The single-task search runs on trec only: 36 runs (~45 min on 2 cores) instead of 72 (~2.1 h),
+# which keeps the protocol within its 3 hours; trec is where EMD - LoRA varied most in the pilot
+# (per-seed SD 2.79 points vs 0.60 on movie), so a rate that is fragile shows there.
+# DECISION (design and power, declared before the runs: results/claims.DESIGN): 5 reported seeds
+# single-task, 3 for the EMD sweep.
+CONVERGED_RULE = dict(max_steps=3000, eval_every=100, patience=5, min_delta=0.01, max_eval=None)
+SCALES["converged"] = Scale(
+    "converged", "minilm-l6", "minilm-l6",
+    single_tasks=("movie", "trec"),
+    multi_tasks=("movie", "amazon", "tweet", "nyt", "trec", "sms_spam", "bbc"),
+    train=dict(**CONVERGED_RULE, lr=1e-3, warmup_steps=100, batch_size=16, max_length=32, group_by_length=True,
+               eval_batch_size=128, mixed_precision="bf16" if native_bf16() else "no", attn_implementation="eager"),
+    multi_train=dict(max_steps=8000, eval_every=200, warmup_steps=500, sampling="softmax"),
+    seeds=(1, 2, 3, 4, 5), multi_seeds=(1, 2, 3), sweep_seeds=(1, 2, 3), sweep_tasks=("trec",),
+    tuning_seeds=(0, 10, 20), lr_grid=(5e-4, 1e-3, 2e-3), multi_lr_grid=(5e-4, 1e-3, 2e-3, 3e-3),
+    search_tasks=("trec",), search_rule="median_veto",
+    adapter_options={"adalora": {"schedule_steps": 1000}},
+    typical_steps={"single": 1300, "multi": 4000},
+    description=("MiniLM-L6 (offline) on offline real tasks, every run trained to a validation plateau: evaluation "
+                 "every 100 steps on the full validation splits, stop after 5 evaluations without a gain above "
+                 "1 point, cap 3,000 steps (multi-task: every 200 steps, cap 8,000, warmup 500); batch 16, max "
+                 "length 32; learning rate per method from {5e-4, 1e-3, 2e-3} at the reported length on tuning "
+                 "seeds 0, 10, 20 (never reported; single-task search on trec), median seed, collapse veto; "
+                 "reported seeds 1-5 (single-task), 1-3 (EMD sweep on trec, multi-task); "
+                 + ("bf16 autocast" if native_bf16() else "fp32") + ", eager attention"),
+)
 
 
 def longer_schedule(scale: Scale, factor: int) -> Scale:
@@ -181,7 +226,7 @@ def get_scale(name: str) -> Scale:
 
 def _config(scale: Scale, method: str, options: dict[str, Any], tasks: list[str], backbone: str,
             seed: int, **overrides: Any) -> TrainConfig:
-    adapter = {"alpha": ALPHA, **options}
+    adapter = {"alpha": ALPHA, **scale.adapter_options.get(method, {}), **options}
     return TrainConfig(method=method, adapter=adapter, tasks=tasks, backbone=backbone, seed=seed,
                        **{**scale.train, **overrides})
 
@@ -279,7 +324,9 @@ def tuning_runs(names: list[str] | None, scale: str | Scale) -> list[RunSpec]:
             if key in seen:
                 continue
             seen.add(key)
-            for lr in scale.lr_grid:
+            if scale.search_tasks and recipe_kind(name) == "single" and not set(run.config.tasks) <= set(scale.search_tasks):
+                continue
+            for lr in scale.grid_for(recipe_kind(name)):
                 runs.append(RunSpec(name, run.method_id, run.label, replace(run.config, lr=lr, eval_test=False),
                                     tune_key=run.tune_key, tuning=True))
     return runs

@@ -51,12 +51,20 @@ class Scale:
     sweep_tasks: tuple[str, ...] | None = None  # tasks of the EMD (a, b) sweep (default: single_tasks)
     tuning_seeds: tuple[int, ...] = ()  # seeds of the learning-rate search (never reported); (): no search
     lr_grid: tuple[float, ...] = ()  # one grid shared by every method
+    multi_lr_grid: tuple[float, ...] | None = None  # the grid of multi-task runs (default: lr_grid)
+    search_tasks: tuple[str, ...] | None = None  # single-task tasks the search runs on (default: every task)
+    search_rule: str = "mean"  # how a rate is scored over tuning seeds: "mean", or "median_veto" (tuning.RULES)
+    adapter_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> options set at this scale
+    typical_steps: dict[str, int] = field(default_factory=dict)  # "single"/"multi" -> steps a run is expected to
+    # take when it stops at a plateau (progress bar and --max-minutes estimates; never a stopping rule)
     synthetic: bool = False  # tasks come from ranklab.train.synthetic, not ranklab.data
     description: str = ""
     rates_from: str | None = None  # no search: the rates chosen by this scale's protocol (its committed summary)
     recipe_set: str = "generic"  # "generic": recipes.RECIPES; "paper": each paper's own setting (paper_recipes)
 
     def __post_init__(self) -> None:
+        if self.search_rule not in ("mean", "median_veto"):
+            raise ValueError(f"scale {self.name!r}: unknown search_rule {self.search_rule!r}; valid: mean, median_veto")
         if self.rates_from and self.tuning_seeds:
             raise ValueError(f"scale {self.name!r}: takes its rates from {self.rates_from!r}, so it has no search")
         if self.tuning_seeds:
@@ -66,6 +74,10 @@ class Scale:
             if reported & set(self.tuning_seeds):
                 raise ValueError(f"scale {self.name!r}: tuning seeds {sorted(reported & set(self.tuning_seeds))} "
                                  "must not be reported")
+
+    def grid_for(self, kind: str) -> tuple[float, ...]:
+        """The learning-rate grid of "single" or "multi" runs."""
+        return self.multi_lr_grid if kind == "multi" and self.multi_lr_grid else self.lr_grid
 
     def seeds_for(self, recipe: str) -> tuple[int, ...]:
         if recipe == "emd_sweep":

@@ -312,7 +312,7 @@ def run_protocol(names: list[str] | None = None, scale: str = "embedded", result
         if search:
             entry["search_runs_trained"] = _todo(search, results)
             run_all(search, results, scale_spec, quiet, desc=f"{scale} lr search", jobs=jobs)
-            chosen = choose_learning_rates(search, results)
+            chosen = choose_learning_rates(search, results, scale_spec.search_rule)
             if is_main_process():
                 write_json(Path(results) / TUNING_NAME, chosen)
     entry["search_s"] = round(time.perf_counter() - start, 1)

@@ -19,28 +19,68 @@ from ..protocol.recipes import RunSpec
 from ..results.summary_format import read_summary, upgrade_tuning
 
 TUNING_NAME = "tuning.json"
-RULE = ("per method: the rate with the highest mean best-validation score over its task sets and the "
-        "tuning seeds (never reported); ties go to the smaller rate; test never evaluated")
+RULES = {
+    "mean": ("per method: the rate with the highest mean best-validation score over its task sets and the "
+             "tuning seeds (never reported); ties go to the smaller rate; test never evaluated"),
+    "median_veto": ("per method: a rate scores the median over the tuning seeds (never reported) of each seed's "
+                    "best-validation score (mean over its task sets); a rate at which any tuning run is at chance "
+                    "on a validation task (MCC below 0.1 at its best checkpoint) is vetoed; the highest score "
+                    "among the rest wins, ties go to the smaller rate; test never evaluated"),
+}
+RULE = RULES["mean"]
 
 
-def choose_learning_rates(search: list[RunSpec], results: str | Path) -> dict[str, Any]:
-    """Scores of every (tune_key, rate) of a finished search and the chosen rate per key."""
-    scores: dict[str, dict[float, list[float]]] = {}
-    curves, labels = {}, {}
+def run_outcome(record: dict[str, Any]) -> dict[str, Any]:
+    """What the search keeps of one tuning run: its best validation score and step, its length and
+    the lowest validation MCC over its classification tasks at the best checkpoint (None: no MCC)."""
+    best = record.get("best") or {}
+    mccs = [m["mcc"] for m in (best.get("metrics") or {}).values() if "mcc" in m]
+    return {"score": best.get("score"), "best_step": best.get("step"), "steps": record.get("steps"),
+            "min_mcc": min(mccs) if mccs else None}
+
+
+def choose_learning_rates(search: list[RunSpec], results: str | Path, rule: str = "mean",
+                          known: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Scores of every (tune_key, rate) of a finished search and the chosen rate per key (``rule``:
+    a key of RULES).  ``known``: outcomes (``run_outcome``) of search runs finished elsewhere, by
+    run_id (a committed summary's search), used where ``results`` lacks the run."""
+    from ..results.claims import CHANCE_MCC
+
+    if rule not in RULES:
+        raise ValueError(f"unknown search rule {rule!r}; valid rules: {', '.join(RULES)}")
+    known = known or {}
+    per_seed: dict[str, dict[float, dict[int, list[float]]]] = {}
+    outcomes, curves, labels, vetoed = {}, {}, {}, {}
     for run in search:
         labels.setdefault(run.tune_key, run.label)
-        record = load_record(Path(results) / run.run_id / RECORD_NAME)
-        scores.setdefault(run.tune_key, {}).setdefault(run.config.lr, []).append(record["best"]["score"])
-        curves[run.run_id] = {"tune_key": run.tune_key, "lr": run.config.lr, "tasks": record["tasks"],
-                              "steps": [e["step"] for e in record["evals"]],
-                              "validation": [e["score"] for e in record["evals"]]}
-    table = {key: {f"{lr:g}": float(np.mean(values)) for lr, values in sorted(by_lr.items())}
-             for key, by_lr in scores.items()}
-    chosen = {key: max(sorted(by_lr), key=lambda lr: (np.mean(by_lr[lr]), -lr)) for key, by_lr in scores.items()}
+        path = Path(results) / run.run_id / RECORD_NAME
+        if path.is_file() or run.run_id not in known:
+            record = load_record(path)
+            outcome = run_outcome(record)
+            curves[run.run_id] = {"tune_key": run.tune_key, "lr": run.config.lr, "tasks": record["tasks"],
+                                  "steps": [e["step"] for e in record["evals"]],
+                                  "validation": [e["score"] for e in record["evals"]]}
+        else:
+            outcome = known[run.run_id]
+        outcomes[run.run_id] = outcome
+        per_seed.setdefault(run.tune_key, {}).setdefault(run.config.lr, {}).setdefault(run.seed, []).append(
+            outcome["score"])
+        if rule == "median_veto" and outcome["min_mcc"] is not None and outcome["min_mcc"] < CHANCE_MCC:
+            vetoed.setdefault(run.tune_key, {}).setdefault(f"{run.config.lr:g}", []).append(run.run_id)
+    statistic = np.median if rule == "median_veto" else np.mean
+    table = {key: {f"{lr:g}": float(statistic([np.mean(v) for v in seeds.values()])) for lr, seeds in sorted(by_lr.items())}
+             for key, by_lr in per_seed.items()}
+    chosen = {}
+    for key, by_lr in per_seed.items():
+        allowed = [lr for lr in sorted(by_lr) if f"{lr:g}" not in vetoed.get(key, {})]
+        if not allowed:
+            raise ValueError(f"every rate of the search for {labels[key]} ({key}) was vetoed: a tuning run collapsed "
+                             f"at each of {sorted(by_lr)} ({vetoed[key]}); widen the grid towards smaller rates")
+        chosen[key] = max(allowed, key=lambda lr: (table[key][f"{lr:g}"], -lr))
     grid = sorted({run.config.lr for run in search})
     seeds = sorted({run.seed for run in search})
-    return {"grid": grid, "seeds": seeds, "rule": RULE, "scores": table, "chosen": chosen, "labels": labels,
-            "curves": curves}
+    return {"grid": grid, "seeds": seeds, "rule": RULES[rule], "rule_name": rule, "scores": table, "chosen": chosen,
+            "vetoed": vetoed, "labels": labels, "curves": curves, "runs": outcomes}
 
 
 def read_tuning(path: str | Path) -> dict[str, Any]:
