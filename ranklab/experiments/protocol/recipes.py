@@ -128,6 +128,9 @@ SCALES["converged"] = Scale(
     search_tasks=("trec",), search_rule="median_veto",
     adapter_options={"adalora": {"schedule_steps": 1000}},
     typical_steps={"single": 1300, "multi": 4000},
+    # DECISION: results/converged and figures/converged until the protocol is complete; the
+    # embedded protocol's committed figures stay what README and the notebooks read meanwhile
+    apart=True,
     description=("MiniLM-L6 (offline) on offline real tasks, every run trained to a validation plateau: evaluation "
                  "every 100 steps on the full validation splits, stop after 5 evaluations without a gain above "
                  "1 point, cap 3,000 steps (multi-task: every 200 steps, cap 8,000, warmup 500); batch 16, max "
@@ -143,7 +146,7 @@ def longer_schedule(scale: Scale, factor: int) -> Scale:
     learning rates its own search chose: does a verdict depend on the training length?"""
     steps = {key: {k: v * factor for k, v in part.items() if k in ("max_steps", "eval_every")}
              for key, part in (("train", scale.train), ("multi_train", scale.multi_train))}
-    return replace(scale, name=f"{scale.name}-x{factor}", train={**scale.train, **steps["train"]},
+    return replace(scale, name=f"{scale.name}-x{factor}", apart=True, train={**scale.train, **steps["train"]},
                    multi_train={**scale.multi_train, **steps["multi_train"]}, tuning_seeds=(), lr_grid=(),
                    rates_from=scale.name,
                    description=f"{scale.description}; then every schedule x{factor} (steps and evaluation points) "

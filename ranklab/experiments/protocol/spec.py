@@ -60,6 +60,9 @@ class Scale:
     synthetic: bool = False  # tasks come from ranklab.train.synthetic, not ranklab.data
     description: str = ""
     rates_from: str | None = None  # no search: the rates chosen by this scale's protocol (its committed summary)
+    # its runs and figures go to results/<name> and figures/<name> by default, apart from another
+    # scale's whose run ids they share (a derived scale; a protocol not yet complete)
+    apart: bool = False
     recipe_set: str = "generic"  # "generic": recipes.RECIPES; "paper": each paper's own setting (paper_recipes)
 
     def __post_init__(self) -> None:

@@ -202,3 +202,67 @@ def method_scores(summary: Summary, recipe: str, method_id: str, seeds: list[int
         scores[name] = {"mean": 100 * mean, "low": 100 * low, "high": 100 * high, "per_seed": per_seed,
                         "median": float(np.median(per_seed)), "min": min(per_seed), "max": max(per_seed)}
     return {"seeds": seeds, "scores": scores}
+
+
+# --- the design of the converged protocol, declared before its reported runs ----------------------
+@dataclass(frozen=True)
+class Design:
+    """How a claim is judged at a scale: the reported seeds and tasks, the per-seed SD of the paired
+    difference the design was planned with (points; where it comes from), and so the minimal
+    detectable effect (80% power, two-sided 5%) expected before any reported run."""
+
+    claim: str  # Claim.key
+    seeds: tuple[int, ...]
+    tasks: tuple[str, ...]
+    planned_sd: float | None  # points; None: no pilot measured it
+    sd_source: str
+    run: bool = True  # False: declared, but outside the protocol's budget (not trained)
+    note: str = ""
+
+    def expected_mde(self) -> float | None:
+        from .stats import minimal_detectable_effect
+
+        return None if self.planned_sd is None else minimal_detectable_effect(self.planned_sd, len(self.seeds))
+
+
+# docs/pilot (seeds 100-102, never reported): EMD - LoRA per-seed SD 1.51 points on movie + trec.
+PILOT_SD = 1.51
+_PILOT = "docs/pilot: EMD - LoRA on movie + trec, seeds 100-102 (never reported)"
+_ASSUMED = "assumed equal to the pilot's EMD - LoRA SD (no pilot of this pair)"
+# DECISION (multi-task outside the 3 hours): the multi-task search (6 methods x 4 rates x 3 seeds)
+# and its 21 reported runs at a plateau of ~4,000 steps (~0.2 s per step on one core) come to about
+# 93 runs x 800 s / 2 cores = 10 hours; with the single-task part at ~2.5-3.5 hours measured, no
+# multi-task design fits the protocol's 3 hours on 2 CPU cores.  Its claims stay declared (with the
+# seeds they would use) and are not judged at the converged scale: a GPU machine, or chunks over
+# several sessions (`--max-minutes`), can train them.
+_MULTI = ("outside the 3-hour budget: the multi-task search and runs take ~10 h on 2 cores "
+          "(claims.py, DECISION); not trained at this scale")
+CONVERGED_DESIGN = (
+    Design("emd_vs_lora", (1, 2, 3, 4, 5), ("movie", "trec"), PILOT_SD, _PILOT),
+    Design("emd_vs_adalora", (1, 2, 3, 4, 5), ("movie", "trec"), PILOT_SD, _ASSUMED),
+    Design("adalora_vs_dylora", (1, 2, 3, 4, 5), ("movie", "trec"), PILOT_SD, _ASSUMED),
+    *(Design(key, (1, 2, 3), ("movie", "amazon", "tweet", "nyt", "trec", "sms_spam", "bbc"), None,
+             "no converged multi-task pilot", run=False, note=_MULTI)
+      for key in ("router_vs_lora16", "lora16_vs_lora8", "mor_vs_lora", "mor_vs_moelora")),
+)
+DESIGNS = {"converged": CONVERGED_DESIGN}
+
+
+def declared_design(scale: str | None) -> list[dict[str, Any]]:
+    """The design of every claim at ``scale`` (empty where none was declared), with its expected MDE
+    and whether that reaches the paper's difference."""
+    claims = {c.key: c for c in claims_for(scale)}
+    rows = []
+    for design in DESIGNS.get(scale or "", ()):
+        claim, mde = claims[design.claim], design.expected_mde()
+        paper = claim.paper_difference
+        rows.append({**asdict(design), "text": claim.text, "paper_difference": paper, "expected_mde": mde,
+                     "reaches_paper": None if mde is None or paper is None else bool(mde <= paper)})
+    return rows
+
+
+def seeds_for_paper_difference(seed_sd: float, paper_difference: float, most: int = 200) -> int | None:
+    """The fewest seeds whose MDE (80% power) is at most ``paper_difference`` (None: more than ``most``)."""
+    from .stats import minimal_detectable_effect
+
+    return next((n for n in range(2, most + 1) if minimal_detectable_effect(seed_sd, n) <= paper_difference), None)

@@ -16,8 +16,8 @@ import numpy as np
 
 from ...atomic import write_text
 from ...train.records import PREDICTIONS_NAME, RECORD_NAME, load_predictions, load_record, package_versions
-from ..protocol.recipes import CONTROL_IDS, ROUTER_ID, ROUTER_IDS, RunSpec, get_scale
-from ..run.runner import ANALYSIS_NAME, PROTOCOL_LOG, is_finished, protocol_runs, run_folder
+from ..protocol.recipes import CONTROL_IDS, ROUTER_ID, ROUTER_IDS, RunSpec, get_scale, recipe_runs
+from ..run.runner import ANALYSIS_NAME, PROTOCOL_LOG, is_finished, run_folder
 from ..run.tuning import TUNING_NAME, read_tuning
 from .embedding_study import study
 from .summary_format import SUMMARY_FORMAT, encode
@@ -67,17 +67,23 @@ def run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
         "evals": [{"step": e["step"], "score": round(e["score"], 5), "train_loss": round(e["train_loss"], 5)}
                   for e in record["evals"]],
         "predictions": predictions, "analysis": _slim_analysis(analysis),
+        "config": run.config.to_dict(),  # what it was trained with: a later chunk elsewhere checks it
+        "hardware": _machine(record),
     }
 
 
-def _hardware(folders: list[Path]) -> dict[str, int]:
-    """How many runs were trained on each machine (``ranklab.hardware.describe`` of its record)."""
+def _machine(record: dict[str, Any]) -> str:
     from ...hardware import describe
 
+    return describe(record.get("hardware") or {})
+
+
+def _hardware(runs: list[dict[str, Any]]) -> dict[str, int]:
+    """How many runs were trained on each machine (``ranklab.hardware.describe`` of its record)."""
     counts: dict[str, int] = {}
-    for folder in folders:
-        text = describe(load_record(folder / RECORD_NAME).get("hardware") or {})
-        counts[text] = counts.get(text, 0) + 1
+    for run in runs:
+        machine = run.get("hardware", "not recorded")  # summaries before the runs said it
+        counts[machine] = counts.get(machine, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
@@ -136,31 +142,59 @@ def _sessions(results: str | Path, scale: str) -> list[dict[str, Any]]:
 
 # --- everything -------------------------------------------------------------------------------
 def collect(scale: str, results: str | Path, names: list[str] | None = None,
-            seeds: tuple[int, ...] | None = None) -> dict[str, Any]:
-    """The compact summary of every finished reported run of the recipes (what the figures need)."""
+            seeds: tuple[int, ...] | None = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The compact summary of every finished reported run of the recipes (what the figures need).
+
+    ``previous``: a summary of the same scale (the committed one); its runs that ``results`` lacks
+    and that were trained with the planned settings are kept, so a protocol finished in chunks on
+    several machines ends in the summary one session would have written."""
+    from ..run.runner import finished_in_summary
+
     scale_spec = get_scale(scale)
-    planned, _ = protocol_runs(names, scale_spec, results, seeds)
-    runs = [run for run in planned if is_finished(run_folder(results, run))]
-    if not runs:
-        raise ValueError(f"no finished runs of scale {scale!r} under {results}; run `ranklab reproduce --scale {scale}` first")
+    previous = previous if previous and previous.get("scale") == scale else None
     tuning_file = Path(results) / TUNING_NAME
-    folders = [run_folder(results, r) for r in runs]
-    labels = _labels(folders)
-    summaries = []
-    for run, folder in zip(runs, folders):
-        summary = run_summary(run, folder)
-        own = {t: y for t, y in _run_labels(folder).items() if y != labels.get(t)}
-        if own:  # e.g. synthetic tasks drawn per seed
+    tuning = read_tuning(tuning_file) if tuning_file.is_file() else (previous or {}).get("tuning")
+    planned = recipe_runs(names, scale_spec, seeds, (tuning or {}).get("chosen"))
+    runs = [run for run in planned if is_finished(run_folder(results, run))]
+    here = {r.run_id for r in runs}
+    kept = finished_in_summary([r for r in planned if r.run_id not in here], previous)
+    if not runs and not kept and not tuning:
+        raise ValueError(f"no finished runs of scale {scale!r} under {results}; run `ranklab reproduce --scale {scale}` first")
+    fresh, run_labels = {}, {}
+    for run in runs:
+        folder = run_folder(results, run)
+        fresh[run.run_id] = run_summary(run, folder)
+        run_labels[run.run_id] = _run_labels(folder)
+    earlier_labels = (previous or {}).get("labels", {})
+    earlier = {}
+    for entry in (previous or {}).get("runs", []):
+        if entry["run_id"] in kept:
+            earlier[entry["run_id"]] = entry = {k: v for k, v in entry.items() if k != "labels"}
+            own = next(r for r in previous["runs"] if r["run_id"] == entry["run_id"]).get("labels", {})
+            run_labels[entry["run_id"]] = {t: own.get(t, earlier_labels.get(t)) for t in entry["predictions"]}
+    summaries = [fresh.get(r.run_id) or earlier[r.run_id] for r in planned if r.run_id in fresh or r.run_id in earlier]
+    # test labels per task from the first run (in plan order) that has them: offline and GLUE test
+    # splits are fixed, so one copy serves every run; a run whose labels differ (synthetic tasks
+    # drawn per seed) keeps its own
+    labels: dict[str, Any] = {}
+    for summary in summaries:
+        for task, encoded in run_labels[summary["run_id"]].items():
+            labels.setdefault(task, encoded)
+    for summary in summaries:
+        own = {t: y for t, y in run_labels[summary["run_id"]].items() if y != labels.get(t)}
+        if own:
             summary["labels"] = own
-        summaries.append(summary)
+    studies = embedding_studies(runs, results)
+    sessions = _sessions(results, scale)
     return {
         "format": SUMMARY_FORMAT, "scale": scale, "description": scale_spec.description,
-        "seeds": {run.recipe: sorted({r.seed for r in runs if r.recipe == run.recipe}) for run in runs},
-        "planned_runs": len(planned), "versions": package_versions(), "hardware": _hardware(folders),
-        "tuning": read_tuning(tuning_file) if tuning_file.is_file() else None,
-        "sessions": _sessions(results, scale),
+        "seeds": {r["recipe"]: sorted({x["seed"] for x in summaries if x["recipe"] == r["recipe"]}) for r in summaries},
+        "planned_runs": len(planned), "versions": package_versions(), "hardware": _hardware(summaries),
+        "tuning": tuning,
+        "sessions": [*((previous or {}).get("sessions") or []), *[e for e in sessions
+                                                                 if e not in ((previous or {}).get("sessions") or [])]],
         "labels": labels,
-        "task_embedding_study": embedding_studies(runs, results),
+        "task_embedding_study": studies or (previous or {}).get("task_embedding_study", {}),
         "runs": summaries,
     }
 

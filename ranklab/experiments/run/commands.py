@@ -41,6 +41,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                                 "protocol are read from the figures folder's results summary (a workshop run)")
     reproduce.add_argument("--jobs", type=int, default=None,
                            help="runs trained side by side (default: 2 on a CPU with 2+ cores, 1 on a GPU)")
+    reproduce.add_argument("--max-minutes", type=float, default=None,
+                           help="train only what is expected to fit in this many minutes (runs never stop midway; "
+                                "the first runs always start), then write a consistent summary: runs in the "
+                                "committed summary count as finished, so later sessions or machines go on from it")
     reproduce.add_argument("--verbose", action="store_true", help="show each run's own progress bar")
     reproduce.add_argument("--plan", action="store_true",
                            help="print every run (task, method, options, optimisation, seed, init-from), its optimizer "
@@ -107,16 +111,23 @@ def _reproduce(args: argparse.Namespace) -> int:
     jobs = default_jobs() if args.jobs is None else args.jobs
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ValueError(f"--max-minutes must be > 0, got {args.max_minutes}")
     _say_precision(scale)
     start = time.perf_counter()
     if scale.rates_from:  # a derived scale: rates from the committed summary, its runs and figures apart
         args.results, figures = _apart(scale.name, args.results, args.figures)
         committed = Path("figures") / SUMMARY_NAME
+    elif scale.apart and not args.quick:  # its own folders; its committed summary is in its figures folder
+        args.results, figures = _apart(scale.name, args.results, args.figures)
+        committed = Path(figures) / SUMMARY_NAME
     else:
         figures = args.figures or (str(Path(args.results) / "figures") if args.quick else "figures")
-        committed = Path(args.figures or "figures") / SUMMARY_NAME  # the full protocol's chosen rates
+        # the full protocol's chosen rates
+        committed = Path(args.figures or _apart(scale.name, "results", None)[1] if scale.apart else
+                         args.figures or "figures") / SUMMARY_NAME
     run_protocol(names, args.scale, args.results, seeds, quick=args.quick, summary_path=committed,
-                 quiet=not args.verbose, jobs=jobs)
+                 quiet=not args.verbose, jobs=jobs, max_minutes=args.max_minutes)
     _draw(args.results, figures, args.scale, seeds, names)
     print(f"reproduce ({args.scale}{', quick' if args.quick else ''}) finished in {time.perf_counter() - start:.0f} s")
     return 0
@@ -160,10 +171,36 @@ def _apart(scale: str, results: str, figures: str | None) -> tuple[str, str]:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    if get_scale(args.scale).rates_from:
+    if get_scale(args.scale).apart:
         args.results, args.figures = _apart(args.scale, args.results, args.figures)
     _draw(args.results, args.figures, args.scale, parse_seeds(args.seeds))
     return 0
+
+
+def update_summary(results: str | Path, figures: str | Path, scale: str, seeds: tuple[int, ...] | None = None,
+                   names: list[str] | None = None) -> dict[str, Any]:
+    """Collect the finished runs of ``results`` into ``figures/results_summary.json``, keeping the
+    runs of an earlier summary of the scale there (chunks trained elsewhere); with nothing in
+    ``results``, the saved summary as it is."""
+    from ..results.summary import collect, save_summary
+    from ..results.summary_format import read_summary
+    from .runner import committed_summary
+
+    summary_path = Path(figures) / SUMMARY_NAME
+    try:
+        summary = collect(scale, results, names, seeds)
+        if summary_path.is_file():  # runs of earlier chunks (other machines) stay in the summary
+            summary = collect(scale, results, names, seeds, previous=committed_summary(summary_path, scale))
+    except ValueError:  # no finished runs here: redraw from the saved summary if there is one
+        if not summary_path.is_file():
+            raise ValueError(f"no results to draw: {results}/ has no finished {scale} runs and {summary_path} "
+                             f"does not exist; run `ranklab reproduce --scale {scale}` first") from None
+        try:
+            return read_summary(summary_path)
+        except ValueError as error:
+            raise ValueError(f"{summary_path}: {error}") from None
+    save_summary(summary, summary_path)
+    return summary
 
 
 def _draw(results: str, figures: str, scale: str, seeds: tuple[int, ...] | None = None,
@@ -171,23 +208,14 @@ def _draw(results: str, figures: str, scale: str, seeds: tuple[int, ...] | None 
     """Collect finished runs into figures/results_summary.json (if any), then draw from it."""
     from ...distributed import is_main_process
     from ..results.figures import draw_all
-    from ..results.summary import collect, save_summary
-    from ..results.summary_format import read_summary
 
     if not is_main_process():  # several processes: the main one draws
         return
-    summary_path = Path(figures) / SUMMARY_NAME
-    try:
-        summary = collect(scale, results, names, seeds)
-    except ValueError:  # no finished runs here: redraw from the saved summary if there is one
-        if not summary_path.is_file():
-            raise ValueError(f"no results to draw: {results}/ has no finished {scale} runs and {summary_path} "
-                             f"does not exist; run `ranklab reproduce --scale {scale}` first") from None
-        try:
-            summary = read_summary(summary_path)
-        except ValueError as error:
-            raise ValueError(f"{summary_path}: {error}") from None
-    else:
-        save_summary(summary, summary_path)
+    summary = update_summary(results, figures, scale, seeds, names)
+    if not summary["runs"]:
+        print(f"{Path(figures) / SUMMARY_NAME}: the learning-rate search is unfinished "
+              f"({len((summary.get('tuning') or {}).get('runs', {}))} runs so far); no figures yet: "
+              f"run `ranklab reproduce --scale {scale}` again to go on")
+        return
     written = draw_all(summary, figures)
     print(f"wrote {len(written)} files to {figures}/: " + ", ".join(sorted({p.stem for p in written})))

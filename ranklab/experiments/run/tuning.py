@@ -39,6 +39,12 @@ def run_outcome(record: dict[str, Any]) -> dict[str, Any]:
             "min_mcc": min(mccs) if mccs else None}
 
 
+def run_curve(run: RunSpec, record: dict[str, Any]) -> dict[str, Any]:
+    """A search run's validation curve (the search figure draws it)."""
+    return {"tune_key": run.tune_key, "lr": run.config.lr, "tasks": record["tasks"],
+            "steps": [e["step"] for e in record["evals"]], "validation": [e["score"] for e in record["evals"]]}
+
+
 def choose_learning_rates(search: list[RunSpec], results: str | Path, rule: str = "mean",
                           known: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Scores of every (tune_key, rate) of a finished search and the chosen rate per key (``rule``:
@@ -57,9 +63,7 @@ def choose_learning_rates(search: list[RunSpec], results: str | Path, rule: str 
         if path.is_file() or run.run_id not in known:
             record = load_record(path)
             outcome = run_outcome(record)
-            curves[run.run_id] = {"tune_key": run.tune_key, "lr": run.config.lr, "tasks": record["tasks"],
-                                  "steps": [e["step"] for e in record["evals"]],
-                                  "validation": [e["score"] for e in record["evals"]]}
+            curves[run.run_id] = run_curve(run, record)
         else:
             outcome = known[run.run_id]
         outcomes[run.run_id] = outcome
