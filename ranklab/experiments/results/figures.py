@@ -140,6 +140,9 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
             collapsed = set(collapsed_seeds(summary, recipe, method_id))
             mine = [r for r in runs if r["method_id"] == method_id]
             label = mine[0]["label"]
+            if any((r.get("config") or {}).get("patience") for r in mine):  # runs stop at their own plateau
+                _plateau_lines(ax, mine, collapsed, label, colour)
+                continue
             steps = [e["step"] for e in mine[0]["evals"]]
             kept = [r for r in mine if r["seed"] not in collapsed and len(r["evals"]) == len(steps)]
             name = f"{label}: seeds {', '.join(str(r['seed']) for r in kept) or '-'}"
@@ -155,9 +158,26 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
     last_of_recipe = {recipe: i for i, (recipe, _, _) in enumerate(panels)}  # one legend per recipe: colours differ
     for i in last_of_recipe.values():
         axes[i].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                       title="solid: mean of the seeds named, band: their min-max;\n"
-                             "dashed: a collapsed seed (at chance on >= half its tasks)", title_fontsize=6)
+                       title=("one line per run, x: where it stopped at its plateau;\n"
+                              "dashed: a collapsed seed (at chance on >= half its tasks)"
+                              if any((r.get("config") or {}).get("patience") for r in summary["runs"]) else
+                              "solid: mean of the seeds named, band: their min-max;\n"
+                              "dashed: a collapsed seed (at chance on >= half its tasks)"), title_fontsize=6)
     return fig
+
+
+def _plateau_lines(ax: Any, runs: list[dict[str, Any]], collapsed: set[int], label: str, colour: Any) -> None:
+    """One thin line per run (each stops at its own plateau; x: where it stopped), and in the legend
+    the largest gain any of them made in its last quarter of steps (the convergence check)."""
+    from .tables import last_quarter_gain
+
+    gains = [last_quarter_gain(r["evals"]) for r in runs]
+    for i, r in enumerate(runs):
+        steps, values = [e["step"] for e in r["evals"]], [100 * e["score"] for e in r["evals"]]
+        dashed = r["seed"] in collapsed
+        ax.plot(steps, values, "--" if dashed else "-", linewidth=0.8, color=colour, alpha=0.7,
+                label=(f"{label}: {len(runs)} runs, last-quarter gain <= {np.nanmax(gains):+.2f}" if i == 0 else None))
+        ax.plot(steps[-1:], values[-1:], "x", color=colour, markersize=4)
 
 
 def _tuning_points(tuning: dict[str, Any], key: str) -> dict[str, list[tuple[int, float]]]:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ...atomic import write_text
 from ..protocol import paper
-from .claims import CHANCE_MCC, claims_for, seeds_at_chance
+from .claims import CHANCE_MCC, claims_for, declared_design, seeds_at_chance
 from .derived import runs_of
 
 Summary = dict[str, Any]
@@ -129,6 +129,53 @@ def tuning_frame(summary: Summary) -> pd.DataFrame | None:
     rates = [f"{lr:g}" for lr in tuning["grid"]]
     rows = [{"method": tune_key_text(tuning, key), **{f"lr {r}": 100 * scores.get(r, float("nan")) for r in rates},
              "chosen": f"{tuning['chosen'][key]:g}"} for key, scores in tuning["scores"].items()]
+    if tuning.get("rule_name") == "median_veto":  # the rates a collapsed tuning run ruled out
+        for row, key in zip(rows, tuning["scores"]):
+            row["vetoed (a run at chance)"] = ", ".join(sorted((tuning.get("vetoed") or {}).get(key, {}))) or "none"
+    return pd.DataFrame(rows)
+
+
+def last_quarter_gain(evals: list[dict[str, Any]]) -> float:
+    """How much the best validation score rose over the last quarter of a run's steps (x 100)."""
+    if not evals:
+        return float("nan")
+    end = evals[-1]["step"]
+    before = [e["score"] for e in evals if e["step"] <= 0.75 * end]
+    return 100 * (max(e["score"] for e in evals) - max(before)) if before else float("nan")
+
+
+def training_length_frame(summary: Summary) -> pd.DataFrame:
+    """Per recipe and method entry: the steps each run took (per task, in seed order), where its best
+    validation score was, how many runs hit the cap, and the largest last-quarter gain."""
+    rows = []
+    entries = sorted({(r["recipe"], r["method_id"]) for r in summary["runs"]}, key=lambda k: k[0])
+    for recipe, method_id in entries:
+        runs = sorted(runs_of(summary, recipe, method_id), key=lambda r: (r["tasks"], r["seed"]))
+        cap = runs[0]["config"].get("max_steps") if runs[0].get("config") else None
+        by_task: dict[str, list[str]] = {}
+        for run in runs:
+            by_task.setdefault("+".join(run["tasks"]) if len(run["tasks"]) < 3 else "all", []).append(str(run["steps"]))
+        gains = [last_quarter_gain(r["evals"]) for r in runs]
+        rows.append({"recipe": recipe, "method": runs[0]["label"],
+                     "steps per run (seeds in order)": "; ".join(f"{t}: {', '.join(v)}" for t, v in by_task.items()),
+                     "best step (median)": int(np.median([(r.get("best") or {}).get("step", 0) for r in runs])),
+                     "runs at the cap": sum(cap is not None and r["steps"] >= cap for r in runs),
+                     "largest last-quarter gain": f"{np.nanmax(gains):+.2f}" if np.isfinite(gains).any() else "n/a"})
+    return pd.DataFrame(rows)
+
+
+def design_frame(scale: str | None) -> pd.DataFrame:
+    """The design declared before the runs (claims.DESIGNS): per claim seeds, tasks, the SD it was
+    planned with and the expected minimal detectable effect against the paper's difference."""
+    rows = []
+    for d in declared_design(scale):
+        mde, paper = d["expected_mde"], d["paper_difference"]
+        rows.append({"claim": d["claim"], "seeds": len(d["seeds"]), "tasks": len(d["tasks"]),
+                     "planned SD": "n/a" if d["planned_sd"] is None else f"{d['planned_sd']:.2f}",
+                     "expected MDE": "n/a" if mde is None else f"{mde:.2f}",
+                     "paper": "n/a" if paper is None else f"{paper:+.2f}",
+                     "MDE <= paper": {True: "yes", False: "no", None: "n/a"}[d["reaches_paper"]],
+                     "SD from": d["sd_source"], "trained": "yes" if d["run"] else "no: " + d["note"]})
     return pd.DataFrame(rows)
 
 
@@ -214,6 +261,23 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
              f"{wall / len(summary['runs']):.0f} s per run on average).", ""]
     parts += _hardware_text(summary.get("hardware"))
     parts += _sessions_text(summary.get("sessions") or [], wall)
+    design = design_frame(scale)
+    if not design.empty:
+        parts += ["## Design, declared before the reported runs", "",
+                  "Committed (`ranklab/experiments/results/claims.py`, DESIGNS) before any reported run of this scale "
+                  "was trained. Expected MDE: the smallest true difference the design detects with 80% power "
+                  "(two-sided 5%) at the planned per-seed SD, in points x 100.", "", markdown_table(design), ""]
+        short = [d for d in declared_design(scale) if d["reaches_paper"] is False]
+        if short:
+            from .claims import seeds_for_paper_difference
+
+            d = short[0]
+            need = seeds_for_paper_difference(d["planned_sd"], d["paper_difference"])
+            parts += [f"No affordable design reaches the paper's difference: at the planned SD "
+                      f"{d['planned_sd']:.2f}, an MDE of {d['paper_difference']:+.2f} needs {need} seeds "
+                      f"({need * 8} single-task runs), against the {len(d['seeds'])} that fit the budget; a verdict "
+                      "other than 'reproduced' or 'contradicted' says the design could not tell, not that the "
+                      "methods are equal.", ""]
     tuning = tuning_frame(summary)
     if tuning is not None:
         seeds = summary["tuning"]["seeds"]
@@ -234,6 +298,13 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
                       markdown_table(results_frame(summary, derived, recipe)), "",
                       "The papers' averages (GLUE with RoBERTa: other backbone, tasks and budget; compare "
                       "orderings, not values):", "", markdown_table(_paper_rows(recipe)), ""]
+    if any(r.get("config", {}).get("patience") for r in summary["runs"]):
+        parts += ["## Training length: every run to a validation plateau", "",
+                  "Steps each run took (the plateau rule is in the description above). Largest last-quarter gain: "
+                  "over the runs of a method entry, how much the best validation score (x 100) rose in the last "
+                  "quarter of the run's steps; the rule stops a run once 5 evaluations bring no gain above 1 point "
+                  "(about one validation SE), so a converged entry shows gains under 1.", "",
+                  markdown_table(training_length_frame(summary)), ""]
     if derived["sweep"]:
         parts += ["## EMD at equal budget: distinct ranks for A' and B'", "", markdown_table(sweep_frame(derived)), ""]
     frame = embedding_frame(summary)
