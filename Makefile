@@ -14,7 +14,7 @@ STAMP      := $(VENV)/.ranklab-installed
 
 SCALE      ?= embedded
 
-.PHONY: setup run reproduce quick figures demo bench bench-audit test test-slow test-dist test-browser lab clean-venv lock
+.PHONY: setup run reproduce converged quick figures demo bench bench-audit test test-slow test-dist test-browser lab clean-venv lock
 
 setup: $(STAMP)
 
@@ -32,6 +32,13 @@ run: reproduce
 # Train every recipe at $(SCALE) (finished runs are skipped), then write figures/ and RESULTS.md.
 reproduce: setup
 	$(BIN)/ranklab reproduce --scale $(SCALE)
+
+# The converged protocol (every run to a validation plateau) in chunks: trains what fits in
+# $(MINUTES) minutes, then updates figures/converged/; runs already there count as finished, so run
+# it again (here or on another machine, after committing figures/converged/) to go on.
+MINUTES ?= 170
+converged: setup
+	$(BIN)/ranklab reproduce --scale converged --recipes single_task,emd_sweep --max-minutes $(MINUTES)
 
 # One seed, no learning-rate search (the committed protocol's rates): a workshop run, about 10 minutes.
 quick: setup

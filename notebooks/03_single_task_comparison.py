@@ -127,6 +127,28 @@ else:
     print(f"no 4x check for the {summary['scale']} scale here ({longer_path})")
 
 # %% [markdown]
+# The converged protocol answers that question by construction: every run trains until its
+# validation score has plateaued (5 evaluations without a 1-point gain, cap 3,000 steps), the
+# learning rate is searched at that length on 3 tuning seeds (median seed, a rate with a collapsed
+# tuning run vetoed), and the design with its minimal detectable effect was declared before any
+# reported run (`ranklab/experiments/results/claims.py`). It is trained in chunks
+# (`make converged`, or `ranklab reproduce --scale converged --max-minutes N`); the committed
+# summary in `figures/converged/` says how far it has got. Below: the declared design, the steps
+# each run took, the claims (provisional while seeds are missing) and the learning curves.
+
+# %%
+converged_path = Path(summary_path).parent / "converged" / "results_summary.json"
+if summary["scale"] == "embedded" and converged_path.is_file():
+    converged = load_summary(converged_path)
+    print(f"{len(converged['runs'])} of {converged['planned_runs']} reported runs of the converged protocol finished")
+    display(Markdown(tables.markdown_table(tables.design_frame("converged"))))
+    display(Markdown(tables.markdown_table(tables.training_length_frame(converged))))
+    display(Markdown(tables.markdown_table(tables.claims_frame(derive(converged), "single_task", converged))))
+    display(show(figs.fig_learning_curves(converged), "learning_curves_converged"))
+else:
+    print(f"no converged protocol for the {summary['scale']} scale here ({converged_path})")
+
+# %% [markdown]
 # ## 5. EMD's idea: distinct ranks for A' and B' at the same budget
 # a + b = 16 in every case, so the parameter count is almost the same; the exported LoRA has rank
 # min(a, b). Left: accuracy; right: the effective rank (Roy & Vetterli) of the learned ΔW.

@@ -366,7 +366,7 @@ def _committed_format() -> int | None:
 
 
 @pytest.mark.skipif(_committed_format() != SUMMARY_FORMAT, reason="no committed results summary of the current format")
-@pytest.mark.parametrize("folder", ["figures", "figures/embedded-x4"])
+@pytest.mark.parametrize("folder", ["figures", "figures/embedded-x4", "figures/converged"])
 def test_committed_figures_match_what_the_pipeline_draws(tmp_path, folder):
     import matplotlib.image
 

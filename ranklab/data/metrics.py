@@ -37,6 +37,13 @@ def _to_numpy(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
+def _mcc(gold: np.ndarray, preds: np.ndarray) -> float:
+    """Matthews correlation; 0 (no warning) when gold and predictions hold one class between them."""
+    if len(np.union1d(gold, preds)) < 2:
+        return 0.0
+    return float(matthews_corrcoef(gold, preds))
+
+
 def compute_metrics(task: str | TaskSpec, predictions: Any, labels: Any) -> dict[str, float]:
     """All metrics of ``task`` (main one first) for logits / values ``predictions`` and gold ``labels``.
 
@@ -65,11 +72,11 @@ def compute_metrics(task: str | TaskSpec, predictions: Any, labels: Any) -> dict
             # averaged over the classes present in gold or predictions (sklearn's default)
             scores[name] = float(f1_score(gold, preds, average="macro", zero_division=0))
         elif name == "mcc":
-            scores[name] = float(matthews_corrcoef(gold, preds))
+            scores[name] = _mcc(gold, preds)
         elif name == "pearson":
             scores[name] = _pearson(preds, gold)
         elif name == "spearman":
             scores[name] = _spearman(preds, gold)
     if not spec.is_regression and "mcc" not in scores:  # always: the protocol's collapse test reads it
-        scores["mcc"] = float(matthews_corrcoef(gold, preds))
+        scores["mcc"] = _mcc(gold, preds)
     return scores

@@ -159,6 +159,9 @@ def judge(summary: Summary, claim: Claim, n_boot: int = N_BOOT) -> dict[str, Any
     judged["interval_verdict"] = judged["verdict"]  # what the interval alone says
     if collapse["a"] or collapse["b"]:
         judged["verdict"] = CONFOUNDED
+    declared = next((d for d in DESIGNS.get(summary.get("scale") or "", ()) if d.claim == claim.key), None)
+    if declared is not None:
+        judged["declared_seeds"] = len(declared.seeds)
     return {**asdict(claim), **judged, "seeds": seeds, "tasks": sorted(a),
             "at_chance": {side: {str(s): t for s, t in found.items()} for side, found in collapse.items()}}
 

@@ -110,7 +110,8 @@ def claims_frame(derived: Derived, recipe: str | None = None, summary: Summary |
         if summary is not None:
             row["seeds at chance (B / A)"] = " / ".join(
                 ", ".join(sorted(c["at_chance"][side], key=int)) or "none" for side in ("b", "a"))
-        row["verdict"] = f"**{c['verdict']}**"
+        row["verdict"] = f"**{c['verdict']}**" + (f" (provisional: {c['n_seeds']} of {c['declared_seeds']} declared seeds)"
+                                                  if c.get("declared_seeds", 0) > c["n_seeds"] else "")
         row["Holm verdict"] = c.get("holm_verdict", "-")
         rows.append(row)
     return pd.DataFrame(rows)
@@ -256,7 +257,13 @@ def _sessions_text(sessions: list[dict[str, Any]], wall_s: float) -> list[str]:
 def results_markdown(summary: Summary, derived: Derived) -> str:
     scale = summary["scale"]
     wall = sum(r["wall_time_s"] for r in summary["runs"])
-    parts = [f"# ranklab results ({scale} scale)", "", summary["description"], "",
+    in_progress = []
+    if summary.get("planned_runs", 0) > len(summary["runs"]):
+        in_progress = [f"**In progress: {len(summary['runs'])} of {summary['planned_runs']} reported runs finished** "
+                       f"(`ranklab reproduce --scale {scale} --max-minutes N` goes on from this summary). A claim judged "
+                       "on fewer seeds than its declared design is marked provisional: its interval is honest for the "
+                       "seeds it has, but the design's power is not reached yet.", ""]
+    parts = [f"# ranklab results ({scale} scale)", "", *in_progress, summary["description"], "",
              f"{len(summary['runs'])} reported runs ({wall / 60:.0f} min of training and evaluation, "
              f"{wall / len(summary['runs']):.0f} s per run on average).", ""]
     parts += _hardware_text(summary.get("hardware"))

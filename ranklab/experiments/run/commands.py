@@ -130,6 +130,9 @@ def _reproduce(args: argparse.Namespace) -> int:
                  quiet=not args.verbose, jobs=jobs, max_minutes=args.max_minutes)
     _draw(args.results, figures, args.scale, seeds, names)
     print(f"reproduce ({args.scale}{', quick' if args.quick else ''}) finished in {time.perf_counter() - start:.0f} s")
+    if args.quick:
+        print(f"--quick is a workshop run, not the protocol: one seed, no learning-rate search (the committed rates), "
+              f"so its figures in {figures}/ carry no verdicts you can cite; the protocol's are in the committed figures")
     return 0
 
 

@@ -169,11 +169,10 @@ class Budget:
     start: float = field(default_factory=time.monotonic)
     rates: list[float] = field(default_factory=list)  # seconds per trained example, per finished run
     left_out: int = 0  # runs left for a later chunk
+    started: int = 0  # runs started in this session
 
     def left(self) -> float:
         return float("inf") if self.seconds is None else self.seconds - (time.monotonic() - self.start)
-
-    started: int = 0  # runs started in this session
 
     def allows(self, examples: float) -> bool:
         if self.seconds is None or self.started == 0:
