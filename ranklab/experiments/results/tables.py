@@ -149,7 +149,7 @@ def training_length_frame(summary: Summary) -> pd.DataFrame:
     """Per recipe and method entry: the steps each run took (per task, in seed order), where its best
     validation score was, how many runs hit the cap, and the largest last-quarter gain."""
     rows = []
-    entries = sorted({(r["recipe"], r["method_id"]) for r in summary["runs"]}, key=lambda k: k[0])
+    entries = list(dict.fromkeys((r["recipe"], r["method_id"]) for r in summary["runs"]))  # plan order
     for recipe, method_id in entries:
         runs = sorted(runs_of(summary, recipe, method_id), key=lambda r: (r["tasks"], r["seed"]))
         cap = runs[0]["config"].get("max_steps") if runs[0].get("config") else None
