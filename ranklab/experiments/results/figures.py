@@ -158,11 +158,10 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
     last_of_recipe = {recipe: i for i, (recipe, _, _) in enumerate(panels)}  # one legend per recipe: colours differ
     for i in last_of_recipe.values():
         axes[i].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                       title=("one line per run, x: where it stopped at its plateau;\n"
-                              "dashed: a collapsed seed (at chance on >= half its tasks)"
+                       title=("one line per run, x: where it stopped at its plateau"
                               if any((r.get("config") or {}).get("patience") for r in summary["runs"]) else
-                              "solid: mean of the seeds named, band: their min-max;\n"
-                              "dashed: a collapsed seed (at chance on >= half its tasks)"), title_fontsize=6)
+                              "solid: mean of the seeds named, band: their min-max")
+                             + ";\ndashed: a collapsed seed (at chance on >= half its tasks)", title_fontsize=6)
     return fig
 
 

@@ -87,16 +87,6 @@ def _hardware(runs: list[dict[str, Any]]) -> dict[str, int]:
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
-def _labels(folders: list[Path]) -> dict[str, str | list]:
-    """Test labels per task, from the first run that has them (offline and GLUE test splits are
-    fixed, so they are the same for every run; a run whose labels differ keeps its own)."""
-    labels: dict[str, Any] = {}
-    for folder in folders:
-        for task, encoded in _run_labels(folder).items():
-            labels.setdefault(task, encoded)
-    return labels
-
-
 def _run_labels(folder: Path) -> dict[str, str | list]:
     if not (folder / PREDICTIONS_NAME).is_file():
         return {}
@@ -158,7 +148,7 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
     runs = [run for run in planned if is_finished(run_folder(results, run))]
     here = {r.run_id for r in runs}
     kept = finished_in_summary([r for r in planned if r.run_id not in here], previous)
-    if not runs and not kept and not tuning:
+    if not runs and not tuning_file.is_file():  # nothing here: the caller keeps the saved summary as it is
         raise ValueError(f"no finished runs of scale {scale!r} under {results}; run `ranklab reproduce --scale {scale}` first")
     fresh, run_labels = {}, {}
     for run in runs:
@@ -169,8 +159,8 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
     earlier = {}
     for entry in (previous or {}).get("runs", []):
         if entry["run_id"] in kept:
-            earlier[entry["run_id"]] = entry = {k: v for k, v in entry.items() if k != "labels"}
-            own = next(r for r in previous["runs"] if r["run_id"] == entry["run_id"]).get("labels", {})
+            own = entry.get("labels", {})
+            earlier[entry["run_id"]] = {k: v for k, v in entry.items() if k != "labels"}
             run_labels[entry["run_id"]] = {t: own.get(t, earlier_labels.get(t)) for t in entry["predictions"]}
     summaries = [fresh.get(r.run_id) or earlier[r.run_id] for r in planned if r.run_id in fresh or r.run_id in earlier]
     # test labels per task from the first run (in plan order) that has them: offline and GLUE test

@@ -123,9 +123,8 @@ def _reproduce(args: argparse.Namespace) -> int:
         committed = Path(figures) / SUMMARY_NAME
     else:
         figures = args.figures or (str(Path(args.results) / "figures") if args.quick else "figures")
-        # the full protocol's chosen rates
-        committed = Path(args.figures or _apart(scale.name, "results", None)[1] if scale.apart else
-                         args.figures or "figures") / SUMMARY_NAME
+        protocol_figures = _apart(scale.name, "results", None)[1] if scale.apart else "figures"
+        committed = Path(args.figures or protocol_figures) / SUMMARY_NAME  # the full protocol's chosen rates
     run_protocol(names, args.scale, args.results, seeds, quick=args.quick, summary_path=committed,
                  quiet=not args.verbose, jobs=jobs, max_minutes=args.max_minutes)
     _draw(args.results, figures, args.scale, seeds, names)
@@ -190,10 +189,8 @@ def update_summary(results: str | Path, figures: str | Path, scale: str, seeds: 
     from .runner import committed_summary
 
     summary_path = Path(figures) / SUMMARY_NAME
-    try:
-        summary = collect(scale, results, names, seeds)
-        if summary_path.is_file():  # runs of earlier chunks (other machines) stay in the summary
-            summary = collect(scale, results, names, seeds, previous=committed_summary(summary_path, scale))
+    try:  # runs of earlier chunks (other machines) in the saved summary stay in it
+        summary = collect(scale, results, names, seeds, previous=committed_summary(summary_path, scale))
     except ValueError:  # no finished runs here: redraw from the saved summary if there is one
         if not summary_path.is_file():
             raise ValueError(f"no results to draw: {results}/ has no finished {scale} runs and {summary_path} "
