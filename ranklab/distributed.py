@@ -87,6 +87,15 @@ def padded_share(n: int, index: int, count: int) -> list[int]:
     return rows + [rows[-1] if rows else 0] * (per - len(rows))
 
 
+def wait_for_everyone() -> None:
+    """Every process waits here for the others (nothing without torch.distributed): what the main
+    process wrote before it is on disk when any process goes on."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
 def broadcast_int(value: int, device: torch.device | None = None) -> int:
     """``value`` of process 0 on every process (unchanged without torch.distributed)."""
     import torch.distributed as dist

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 from tqdm.auto import tqdm
 
 from ...atomic import write_json
-from ...distributed import is_main_process
+from ...distributed import broadcast_int, is_main_process, wait_for_everyone
 from ...train.checkpoint import CHECKPOINT_NAME
 from ...train.config import TrainConfig
 from ...train.records import RECORD_NAME, load_record
@@ -247,6 +247,7 @@ def run_all(runs: list[RunSpec], results: str | Path, scale: Scale, quiet: bool 
             raise ValueError(f"{run_folder(results, run)} holds a run trained with other settings ({', '.join(differ)}); "
                              "delete it or use another --results folder")
     budget = budget or Budget()
+    is_main_process()  # under accelerate launch: the process group exists before the first broadcast
     finished = {r.run_id for r in runs if run_status(run_folder(results, r), not r.tuning) == "finished"}
     finished |= _finished_sources(runs, results) | (set(finished_elsewhere) & {r.run_id for r in runs})
     todo = [r for wave in run_waves(runs, finished) for r in wave if r.run_id not in finished]
@@ -272,8 +273,8 @@ def run_all(runs: list[RunSpec], results: str | Path, scale: Scale, quiet: bool 
         bar.set_postfix_str(f"{done}/{len(todo)} runs done", refresh=False)
         refresh()
 
-    def fits(run: RunSpec) -> bool:
-        return budget.take(run_cost(run, scale))
+    def fits(run: RunSpec) -> bool:  # the main process's clock decides for every process
+        return bool(broadcast_int(int(budget.take(run_cost(run, scale)))))
 
     bar.set_postfix_str(f"0/{len(todo)} runs done")
     started: set[str] = set()
@@ -391,8 +392,9 @@ def _search(search: list[RunSpec], scale: Scale, results: str | Path, previous: 
     known = {k: v for k, v in ((previous or {}).get("tuning") or {}).get("runs", {}).items() if k in elsewhere}
     run_all(search, results, scale, quiet, desc=f"{scale.name} lr search", jobs=jobs, budget=budget,
             finished_elsewhere=elsewhere)
+    wait_for_everyone()  # the main process has written every search record
     here = {r.run_id for r in search if run_status(run_folder(results, r), needs_analysis=False) == "finished"}
-    complete = all(r.run_id in here or r.run_id in known for r in search)
+    complete = bool(broadcast_int(int(all(r.run_id in here or r.run_id in known for r in search))))
     earlier = {k: v for k, v in (((previous or {}).get("tuning") or {}).get("curves") or {}).items() if k in known}
     if complete:
         record = choose_learning_rates(search, results, scale.search_rule, known)
@@ -409,6 +411,7 @@ def _search(search: list[RunSpec], scale: Scale, results: str | Path, previous: 
             record["runs"][run.run_id] = {**record["runs"][run.run_id], "config": run.config.to_dict()}
     if is_main_process():
         write_json(Path(results) / TUNING_NAME, record)
+    wait_for_everyone()  # every process reads the chosen rates from tuning.json next
     return complete
 
 
@@ -438,6 +441,7 @@ def run_protocol(names: list[str] | None = None, scale: str = "embedded", result
     searched = True
     if scale_spec.rates_from or quick:
         _take_rates(scale_spec, results, summary_path, scale_spec.rates_from or scale_spec.name)
+        wait_for_everyone()  # every process reads the rates from tuning.json next
     else:
         search = tuning_runs(names, scale_spec)
         if search:
