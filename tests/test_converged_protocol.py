@@ -69,3 +69,25 @@ def test_last_quarter_gain_and_expected_length():
     assert run_cost(run, recipes.get_scale("converged")) == 1300 * 16  # typical plateau, not the 3,000 cap
     assert run_cost(run) == 3000 * 16
     assert json.dumps(recipes.get_scale("converged").typical_steps)
+
+
+def test_learning_curve_legend_gives_the_tables_gain_over_every_task():
+    """One legend per recipe names each method's largest last-quarter gain: over its runs on every
+    task (panel), as RESULTS.md's training-length table gives it, not over the last panel's runs."""
+    from pathlib import Path
+
+    from ranklab.experiments.results.figures import fig_learning_curves
+    from ranklab.experiments.results.summary_format import read_summary
+
+    path = Path(__file__).resolve().parents[1] / "figures" / "converged" / "results_summary.json"
+    if not path.is_file():
+        pytest.skip("no committed converged summary")
+    summary = read_summary(path)
+    assert len({tuple(r["tasks"]) for r in summary["runs"] if r["recipe"] == "single_task"}) > 1  # several panels
+    legend = {t.get_text().split(":")[0]: t.get_text() for ax in fig_learning_curves(summary).axes
+              if ax.get_legend() for t in ax.get_legend().get_texts()}
+    frame = training_length_frame(summary)
+    for _, row in frame[frame["recipe"] == "single_task"].iterrows():
+        runs = [r for r in summary["runs"] if r["recipe"] == "single_task" and r["label"] == row["method"]]
+        assert legend[row["method"]] == (f"{row['method']}: {len(runs)} runs, "
+                                         f"last-quarter gain <= {row['largest last-quarter gain']}")

@@ -141,7 +141,7 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
             mine = [r for r in runs if r["method_id"] == method_id]
             label = mine[0]["label"]
             if any((r.get("config") or {}).get("patience") for r in mine):  # runs stop at their own plateau
-                _plateau_lines(ax, mine, collapsed, label, colour)
+                _plateau_lines(ax, mine, collapsed, label, colour, runs_of(summary, recipe, method_id))
                 continue
             steps = [e["step"] for e in mine[0]["evals"]]
             kept = [r for r in mine if r["seed"] not in collapsed and len(r["evals"]) == len(steps)]
@@ -165,17 +165,19 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
     return fig
 
 
-def _plateau_lines(ax: Any, runs: list[dict[str, Any]], collapsed: set[int], label: str, colour: Any) -> None:
+def _plateau_lines(ax: Any, runs: list[dict[str, Any]], collapsed: set[int], label: str, colour: Any,
+                   every_task: list[dict[str, Any]]) -> None:
     """One thin line per run (each stops at its own plateau; x: where it stopped), and in the legend
-    the largest gain any of them made in its last quarter of steps (the convergence check)."""
+    (one per recipe) the largest gain any run of the method, on any task (``every_task``), made in
+    its last quarter of steps: the convergence check, as RESULTS.md's training-length table gives it."""
     from .tables import last_quarter_gain
 
-    gains = [last_quarter_gain(r["evals"]) for r in runs]
+    gains = [last_quarter_gain(r["evals"]) for r in every_task]
     for i, r in enumerate(runs):
         steps, values = [e["step"] for e in r["evals"]], [100 * e["score"] for e in r["evals"]]
         dashed = r["seed"] in collapsed
         ax.plot(steps, values, "--" if dashed else "-", linewidth=0.8, color=colour, alpha=0.7,
-                label=(f"{label}: {len(runs)} runs, last-quarter gain <= {np.nanmax(gains):+.2f}" if i == 0 else None))
+                label=(f"{label}: {len(every_task)} runs, last-quarter gain <= {np.nanmax(gains):+.2f}" if i == 0 else None))
         ax.plot(steps[-1:], values[-1:], "x", color=colour, markersize=4)
 
 
