@@ -356,6 +356,7 @@ def test_reproduce_refuses_the_tuning_seed(tmp_path):
 
 
 SUMMARY = ROOT / "figures" / "results_summary.json"
+CONVERGED = ROOT / "figures" / "converged" / "results_summary.json"
 
 
 def _committed_format() -> int | None:
@@ -403,12 +404,16 @@ def test_collapsed_seeds_are_runs_at_chance_whatever_the_class_balance():
 @pytest.mark.skipif(_committed_format() != SUMMARY_FORMAT, reason="no committed results summary of the current format")
 def test_readme_shows_the_committed_claims_table():
     """README's reading rests on the claims table of RESULTS.md (itself checked against the pipeline above)."""
-    def claim_rows(text: str) -> list[str]:
-        start = text.index("| claim | B - A |")
+    def claim_rows(text: str, after: str = "") -> list[str]:
+        start = text.index("| claim | B - A |", text.index(after))
         return text[start:text.index("\n\n", start)].splitlines()
 
-    readme, results = (ROOT / "README.md").read_text(), (ROOT / "figures" / "RESULTS.md").read_text()
-    assert claim_rows(readme) == claim_rows(results)
+    readme = (ROOT / "README.md").read_text()
+    embedded = claim_rows(readme, "### The embedded protocol (120 steps)")
+    assert embedded == claim_rows((ROOT / "figures" / "RESULTS.md").read_text())
+    if CONVERGED.is_file():  # the single-task claims' own table, first in the section
+        converged = claim_rows(readme, "### The converged protocol")
+        assert converged == claim_rows((CONVERGED.parent / "RESULTS.md").read_text()) != embedded
 
 
 def _claim_table(text: str) -> list[dict[str, str]]:
@@ -443,6 +448,7 @@ def test_every_number_readme_quotes_from_the_runs_is_recomputed_from_the_summari
 
     readme = (ROOT / "README.md").read_text().replace("−", "-")
     reading = readme[readme.index("How to read it:"):readme.index("### The paper scale")]
+    assert "Reading the converged claims:" not in reading  # that one is checked against its own summary
     reading = " ".join(reading.split())  # Markdown wraps lines anywhere, an interval included
     main = json.loads(SUMMARY.read_text())
     longer = json.loads((ROOT / "figures" / "embedded-x4" / SUMMARY.name).read_text())
@@ -535,3 +541,38 @@ def test_gate_figures_show_a_spread_only_when_several_seeds_are_averaged():
         assert cells and all(("±" in text) == (len(kept) > 1) for text in cells), method_id
         title = fig._suptitle.get_text()
         assert (f"seed {kept[0]} only" in title) == (len(kept) == 1), title
+
+
+@pytest.mark.skipif(not CONVERGED.is_file() or _committed_format() != SUMMARY_FORMAT,
+                    reason="no committed converged summary")
+def test_readme_reading_of_the_converged_claims_is_recomputed_from_its_summary():
+    """Every interval README's converged reading quotes is a claim of the converged summary (or, where
+    it says what 120 steps gave, of the embedded one) followed by its verdict; the chosen rates with
+    their search scores, the steps the runs took and the largest last-quarter gain are the summary's."""
+    import re
+
+    from ranklab.experiments.results.summary_format import read_summary
+    from ranklab.experiments.results.tables import last_quarter_gain
+
+    readme = (ROOT / "README.md").read_text().replace("−", "-")
+    reading = readme[readme.index("Reading the converged claims:"):readme.index("### The embedded protocol")]
+    reading = " ".join(reading.split())
+    converged = read_summary(CONVERGED)
+    assert "In progress" not in (CONVERGED.parent / "RESULTS.md").read_text()  # complete: no provisional claim
+    claims = {f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]": c
+              for summary in (converged, json.loads(SUMMARY.read_text())) for c in derive(summary, n_boot=50)["claims"]}
+    mine = {f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for c in derive(converged, n_boot=50)["claims"]}
+    quoted = re.findall(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", reading)
+    assert set(quoted) <= set(claims) and mine <= set(quoted), sorted(set(quoted) - set(claims))
+    for text in quoted:
+        assert re.search(re.escape(text) + r"[^*]{0,40}\*" + re.escape(claims[text]["verdict"]) + r"\*", reading), text
+    tuning = converged["tuning"]
+    for key, label in tuning["labels"].items():
+        chosen = f"{tuning['chosen'][key]:g}"
+        assert f"{label.split(' ')[0]}" in reading and f"{float(chosen):.0e}".replace("e-0", "e-") in reading
+        assert f"{100 * tuning['scores'][key][chosen]:.2f}" in reading, (label, chosen)
+    steps = [r["steps"] for r in converged["runs"]]
+    assert f"between {min(steps):,} and {max(steps):,} steps" in reading
+    assert f"all {len(steps)} reported runs" in reading
+    gain = max(last_quarter_gain(r["evals"]) for r in converged["runs"])
+    assert f"more than {gain:.2f} validation points" in reading

@@ -19,10 +19,18 @@ def comparable(summary):
 
 
 @pytest.fixture(scope="module")
-def one_session(tmp_path_factory):
+def one_session_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("one")
     run_protocol(RECIPES, "smoke", root / "results", summary_path=root / "figures" / SUMMARY_NAME)
-    return update_summary(root / "results", root / "figures", "smoke", names=RECIPES)
+    update_summary(root / "results", root / "figures", "smoke", names=RECIPES)
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_session(one_session_root):
+    from ranklab.experiments.results.summary_format import read_summary
+
+    return read_summary(one_session_root / "figures" / SUMMARY_NAME)
 
 
 def test_chunks_on_fresh_machines_give_the_one_session_summary(one_session, tmp_path):
@@ -75,3 +83,22 @@ def test_budget_starts_a_run_only_when_it_is_expected_to_fit():
     assert Budget().allows(10**12)  # no limit
     with pytest.raises(ValueError, match="--max-minutes must be > 0"):
         run_protocol(RECIPES, "smoke", "unused", max_minutes=0)
+
+
+def test_redrawing_without_recipes_keeps_the_recipes_the_summary_was_trained_on(one_session, one_session_root,
+                                                                                 tmp_path):
+    """`ranklab figures` names no recipes: the redrawn summary plans the saved summary's recipes (not
+    every recipe of the scale, which had turned a finished single-task protocol into 'in progress')."""
+    import shutil
+
+    from ranklab.experiments.protocol.recipes import get_scale, recipe_runs
+    from ranklab.experiments.results.summary_format import read_summary
+
+    figures = tmp_path / "figures"
+    figures.mkdir()
+    shutil.copy(one_session_root / "figures" / SUMMARY_NAME, figures / SUMMARY_NAME)
+    redrawn = update_summary(tmp_path / "no-runs-here", figures, "smoke")  # nothing here: the saved summary
+    assert redrawn["planned_runs"] == one_session["planned_runs"] == len(recipe_runs(RECIPES, get_scale("smoke")))
+    again = update_summary(one_session_root / "results", figures, "smoke")  # the runs themselves, collected again
+    assert again["planned_runs"] == one_session["planned_runs"] < len(recipe_runs(None, get_scale("smoke")))
+    assert read_summary(figures / SUMMARY_NAME)["planned_runs"] == one_session["planned_runs"]

@@ -189,8 +189,11 @@ def update_summary(results: str | Path, figures: str | Path, scale: str, seeds: 
     from .runner import committed_summary
 
     summary_path = Path(figures) / SUMMARY_NAME
+    previous = committed_summary(summary_path, scale)
+    if names is None and previous:  # `ranklab figures`: the recipes the saved summary was trained on, not every one
+        names = list(previous["seeds"])
     try:  # runs of earlier chunks (other machines) in the saved summary stay in it
-        summary = collect(scale, results, names, seeds, previous=committed_summary(summary_path, scale))
+        summary = collect(scale, results, names, seeds, previous=previous)
     except ValueError:  # no finished runs here: redraw from the saved summary if there is one
         if not summary_path.is_file():
             raise ValueError(f"no results to draw: {results}/ has no finished {scale} runs and {summary_path} "
