@@ -13,10 +13,12 @@
 #
 # Seed paper 1 compares its Enhanced Matrix Decomposition (EMD, $\Delta W = B' T A'$ with ranks
 # $a \ne b$) with LoRA at the same budget (Table 1, top: RoBERTa-large on GLUE) and with DyLoRA
-# and AdaLoRA (Table 2). Here the same comparison runs at the **embedded** scale — MiniLM-L6 on
-# offline real tasks (movie-review sentiment, TREC question types), on a CPU — as a protocol that
-# can tell a claim from noise: every method's learning rate chosen on validation with a seed
-# that is never reported, 5 reported seeds, full test splits, and paired statistics.
+# and AdaLoRA (Table 2). Here the same comparison runs on MiniLM-L6 with offline real tasks
+# (movie-review sentiment, TREC question types), on a CPU, as a protocol that can tell a claim
+# from noise: every run trained until its validation score plateaus (the **converged** protocol),
+# every method's learning rate chosen on validation with seeds that are never reported, 5
+# reported seeds, full test splits, and paired statistics. Section 4 puts these verdicts beside
+# what the older 120-step protocol (`embedded`) said, and shows why they differ.
 #
 # | label | method | budget per 384 x 384 module |
 # |---|---|---|
@@ -25,17 +27,19 @@
 # | DyLoRA r<=8 | `dylora` | 6,144, trained at random ranks 1..8 |
 # | AdaLoRA 12->8 | PEFT `adalora` | starts at rank 12, prunes to an average of 8 |
 #
-# By default the notebook opens on the committed results of `make reproduce` and trains nothing
-# (it runs in seconds). Set `train = True` to train the runs here: it prints what it will train
-# and how long that takes first, and reuses every finished run.
+# By default the notebook opens on the committed results of `make converged` and trains nothing
+# (it runs in seconds). Set `train = True` to train the runs here (about 3.3 hours on 2 CPU cores
+# for the converged scale, 13 minutes for `embedded`): it prints what it will train and how long
+# that takes first, and reuses every finished run.
 
 # %% tags=["parameters"]
 smoke = False              # True: tiny model on synthetic tasks, trained here (used by the test suite)
-train = False              # True: train the runs here (about 13 minutes on 2 CPU cores) instead of reading them
+train = False              # True: train the runs here instead of reading them (see above for how long)
 output_dir = "outputs"     # where this notebook writes its figures
-results_dir = "../results" # run folders shared with `make reproduce` (finished runs are reused)
-summary_path = "../figures/results_summary.json"  # the committed results of the full protocol
-scale = "embedded"         # "embedded" (CPU, offline) or "paper" (RoBERTa on GLUE, needs the hub and a GPU)
+results_dir = "../results/converged"  # run folders shared with `make converged` (finished runs are reused)
+summary_path = "../figures/converged/results_summary.json"  # the committed results of the protocol
+scale = "converged"        # "converged" (CPU, offline; the claims), "embedded" (120 steps; its folders are
+                           # ../results and ../figures/results_summary.json) or "paper" (RoBERTa on GLUE, hub + GPU)
 
 # %%
 # %matplotlib inline
@@ -67,9 +71,10 @@ def show(fig, name):
 
 # %% [markdown]
 # ## 1. How the learning rates were chosen
-# One grid for every method, scored on the validation split with the tuning seed, which is never
-# reported. The star marks each method's choice; the chosen rate is then used for every
-# reported seed.
+# One grid for every method, each rate trained to its plateau on the tuning seeds (never
+# reported) and scored on the validation split by its median seed; a rate at which any tuning run
+# is at chance on a task would be vetoed. The star marks each method's choice; the chosen rate is
+# then used for every reported seed.
 
 # %%
 show(figs.fig_lr_search(summary), "lr_search")
@@ -99,54 +104,39 @@ show(figs.fig_results(summary, "single_task", derived), "single_task_results")
 # diamond the paper's difference.
 
 # %%
+if summary["scale"] in ("converged",):  # its design (seeds, expected MDE) was committed before its runs
+    display(Markdown(tables.markdown_table(tables.design_frame(summary["scale"]))))
 display(Markdown(tables.markdown_table(tables.claims_frame(derived, "single_task", summary))))
 show(figs.fig_claims(summary, derived), "claims")
 
 # %% [markdown]
 # ## 4. Did training run long enough?
-# Validation score every few steps, mean over the seeds (band: min to max); a collapsed seed
-# is drawn on its own, dashed, never averaged in. Where the curves are flat at the end, more
-# steps would not change the comparison much.
+# One line per run, with an x where the run stopped: after 5 evaluations (every 100 steps)
+# without a gain above 1 point, about one validation SE. The table gives the steps every run took
+# and the largest gain any run of a method made over its last quarter: under 1 point means the
+# comparison is of what the methods reach, not of how fast they learn.
 
 # %%
+display(Markdown(tables.markdown_table(tables.training_length_frame(summary))))
 show(figs.fig_learning_curves(summary), "learning_curves")
 
 # %% [markdown]
-# They are not flat. The committed `embedded-x4` check trained the same runs with 4x the steps
-# (480) at the same learning rates (`ranklab reproduce --scale embedded-x4 --recipes single_task`,
-# about 20 minutes). Compare its claims with the table in section 3: which verdicts hold, and
-# which depend on how long the methods trained?
+# ### What a fixed budget said instead
+# The older `embedded` protocol trained every run for 120 steps and searched the rate at that
+# length; its `embedded-x4` check trained the same runs for 480. Compare their claims with
+# section 3: which verdicts hold, and which were the budget's rather than the methods'?
 
 # %%
-longer_path = Path(summary_path).parent / "embedded-x4" / "results_summary.json"
-if summary["scale"] == "embedded" and longer_path.is_file():
-    longer = load_summary(longer_path)
-    display(Markdown(tables.markdown_table(tables.claims_frame(derive(longer), "single_task", longer))))
-    display(show(figs.fig_learning_curves(longer), "learning_curves_x4"))
-else:
-    print(f"no 4x check for the {summary['scale']} scale here ({longer_path})")
-
-# %% [markdown]
-# The converged protocol answers that question by construction: every run trains until its
-# validation score has plateaued (5 evaluations without a 1-point gain, cap 3,000 steps), the
-# learning rate is searched at that length on 3 tuning seeds (median seed, a rate with a collapsed
-# tuning run vetoed), and the design with its minimal detectable effect was declared before any
-# reported run (`ranklab/experiments/results/claims.py`). It is trained in chunks
-# (`make converged`, or `ranklab reproduce --scale converged --max-minutes N`); the committed
-# summary in `figures/converged/` says how far it has got. Below: the declared design, the steps
-# each run took, the claims (provisional while seeds are missing) and the learning curves.
-
-# %%
-converged_path = Path(summary_path).parent / "converged" / "results_summary.json"
-if summary["scale"] == "embedded" and converged_path.is_file():
-    converged = load_summary(converged_path)
-    print(f"{len(converged['runs'])} of {converged['planned_runs']} reported runs of the converged protocol finished")
-    display(Markdown(tables.markdown_table(tables.design_frame("converged"))))
-    display(Markdown(tables.markdown_table(tables.training_length_frame(converged))))
-    display(Markdown(tables.markdown_table(tables.claims_frame(derive(converged), "single_task", converged))))
-    display(show(figs.fig_learning_curves(converged), "learning_curves_converged"))
-else:
-    print(f"no converged protocol for the {summary['scale']} scale here ({converged_path})")
+figures_dir = Path(summary_path).parent
+figures_dir = figures_dir.parent if figures_dir.name == summary["scale"] else figures_dir
+for steps, path in (("120 steps", figures_dir / "results_summary.json"),
+                    ("480 steps", figures_dir / "embedded-x4" / "results_summary.json")):
+    if summary["scale"] == "converged" and path.is_file():
+        older = load_summary(path)
+        display(Markdown(f"**{steps}** (`{path.parent.name}/`)"))
+        display(Markdown(tables.markdown_table(tables.claims_frame(derive(older), "single_task", older))))
+    else:
+        print(f"no {steps} protocol beside the {summary['scale']} scale's results here ({path})")
 
 # %% [markdown]
 # ## 5. EMD's idea: distinct ranks for A' and B' at the same budget
