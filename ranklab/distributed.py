@@ -88,12 +88,13 @@ def padded_share(n: int, index: int, count: int) -> list[int]:
 
 
 def wait_for_everyone() -> None:
-    """Every process waits here for the others (nothing without torch.distributed): what the main
-    process wrote before it is on disk when any process goes on."""
-    import torch.distributed as dist
+    """Every process waits here for the others (a no-op in one process): what the main process wrote
+    before it is on disk when any process goes on.  Accelerate's barrier, on the same state as
+    ``is_main_process``."""
+    from accelerate import PartialState
 
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.barrier()
+    destroy_process_group_at_exit()
+    PartialState(cpu=cpu_processes()).wait_for_everyone()
 
 
 def broadcast_int(value: int, device: torch.device | None = None) -> int:
