@@ -38,7 +38,7 @@ reproduce: setup
 # it again (here or on another machine, after committing figures/converged/) to go on.
 MINUTES ?= 170
 converged: setup
-	$(BIN)/ranklab reproduce --scale converged --recipes single_task,emd_sweep --max-minutes $(MINUTES)
+	$(BIN)/ranklab reproduce --scale converged --recipes single_task,emd_sweep,continuation --max-minutes $(MINUTES)
 
 # One seed, no learning-rate search (the committed protocol's rates): a workshop run, about 10 minutes.
 quick: setup

@@ -24,7 +24,8 @@ from ...train.config import TrainConfig
 METHOD_ID = re.compile(r"[a-z][a-z0-9_]*")  # a method_id is part of a folder name: lower case, digits, _
 
 # "single" or "multi" (task sets of one or several tasks), for the recipes of both sets.
-RECIPE_KIND = {"single_task": "single", "emd_sweep": "single", "multi_task": "multi",  # generic (and paper)
+RECIPE_KIND = {"single_task": "single", "emd_sweep": "single", "continuation": "single",
+               "multi_task": "multi",  # generic (and paper)
                "table2": "single", "ablations": "multi", "mor": "multi", "mor_experts": "multi",
                "mor_rank": "multi"}  # the paper scale's own
 
@@ -53,7 +54,11 @@ class Scale:
     lr_grid: tuple[float, ...] = ()  # one grid shared by every method
     multi_lr_grid: tuple[float, ...] | None = None  # the grid of multi-task runs (default: lr_grid)
     search_tasks: tuple[str, ...] | None = None  # single-task tasks the search runs on (default: every task)
-    search_rule: str = "mean"  # how a rate is scored over tuning seeds: "mean", or "median_veto" (tuning.RULES)
+    search_rule: str = "mean"  # how a rate is scored over tuning seeds: a key of run.tuning.RULES
+    per_task_rates: bool = False  # single-task rates chosen per task, each on its own validation split
+    grid_step: float | None = None  # a winner on its grid's edge adds the rate this factor beyond it (None: never)
+    max_extensions: int = 3  # at most this many rates added beyond each edge of lr_grid
+    continuation_seeds: tuple[int, ...] = ()  # single-task seeds trained on to the cap: the convergence check
     adapter_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> options set at this scale
     typical_steps: dict[str, int] = field(default_factory=dict)  # "single"/"multi" -> steps a run is expected to
     # take when it stops at a plateau (progress bar and --max-minutes estimates; never a stopping rule)
@@ -66,14 +71,18 @@ class Scale:
     recipe_set: str = "generic"  # "generic": recipes.RECIPES; "paper": each paper's own setting (paper_recipes)
 
     def __post_init__(self) -> None:
-        if self.search_rule not in ("mean", "median_veto"):
-            raise ValueError(f"scale {self.name!r}: unknown search_rule {self.search_rule!r}; valid: mean, median_veto")
+        rules = ("mean", "median_veto", "median_veto_interior")
+        if self.search_rule not in rules:
+            raise ValueError(f"scale {self.name!r}: unknown search_rule {self.search_rule!r}; valid: {', '.join(rules)}")
+        if self.grid_step is not None and not self.grid_step > 1:
+            raise ValueError(f"scale {self.name!r}: grid_step must be > 1, got {self.grid_step}")
         if self.rates_from and self.tuning_seeds:
             raise ValueError(f"scale {self.name!r}: takes its rates from {self.rates_from!r}, so it has no search")
         if self.tuning_seeds:
             if not self.lr_grid:
                 raise ValueError(f"scale {self.name!r}: tuning seeds need an lr_grid")
-            reported = set(self.seeds) | set(self.multi_seeds or ()) | set(self.sweep_seeds or ())
+            reported = (set(self.seeds) | set(self.multi_seeds or ()) | set(self.sweep_seeds or ())
+                        | set(self.continuation_seeds))
             if reported & set(self.tuning_seeds):
                 raise ValueError(f"scale {self.name!r}: tuning seeds {sorted(reported & set(self.tuning_seeds))} "
                                  "must not be reported")
@@ -85,6 +94,8 @@ class Scale:
     def seeds_for(self, recipe: str) -> tuple[int, ...]:
         if recipe == "emd_sweep":
             return self.sweep_seeds or self.seeds
+        if recipe == "continuation":
+            return self.continuation_seeds
         multi = recipe_kind(recipe) == "multi"
         return (self.multi_seeds or self.seeds) if multi else self.seeds
 

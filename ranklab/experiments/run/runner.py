@@ -33,8 +33,8 @@ from ..protocol.recipes import RunSpec, Scale, get_scale, recipe_runs, tuning_ru
 from ..protocol.spec import recipe_kind
 from .analysis import ANALYSIS_FORMAT
 from .plan import blocked_reasons, run_waves, runnable_recipes
-from .tuning import (TUNING_NAME, choose_learning_rates, learning_rates_from_summary, read_tuning, run_curve,
-                     run_outcome, search_from_summary)
+from .tuning import (TUNING_NAME, choose_learning_rates, extensions, learning_rates_from_summary, read_tuning,
+                     run_curve, run_outcome, search_from_summary)
 
 ANALYSIS_NAME = "analysis.json"
 PROTOCOL_LOG = "protocol_log.json"  # one entry per `reproduce` session: wall time, runs trained, jobs
@@ -384,8 +384,29 @@ def finished_in_summary(runs: list[RunSpec], summary: dict[str, Any] | None) -> 
     return done
 
 
-def _search(search: list[RunSpec], scale: Scale, results: str | Path, previous: dict[str, Any] | None,
+def _search(names: list[str] | None, scale: Scale, results: str | Path, previous: dict[str, Any] | None,
             quiet: bool, jobs: int, budget: Budget) -> bool:
+    """The search of the named recipes, its grid extended where a winner sits on an edge
+    (``scale.grid_step``; ``tuning.extensions``) until every winner is interior: each round trains
+    what fits and writes ``tuning.json``.  True when the search is complete."""
+    extra: dict[str, tuple[float, ...]] = {}
+    while True:
+        search = tuning_runs(names, scale, extra)
+        if not search:
+            return True
+        if not _search_round(search, scale, results, previous, quiet, jobs, budget):
+            return False
+        more = extensions(read_tuning(Path(results) / TUNING_NAME), scale.grid_step, scale.lr_grid,
+                          scale.max_extensions)
+        if not more:
+            return True
+        for key, lr in sorted(more.items()):
+            tqdm.write(f"{scale.name} lr search: {key} chose the edge of its rates; adding {lr:g}")
+            extra[key] = (*extra.get(key, ()), lr)
+
+
+def _search_round(search: list[RunSpec], scale: Scale, results: str | Path, previous: dict[str, Any] | None,
+                  quiet: bool, jobs: int, budget: Budget) -> bool:
     """Train the search runs that fit, then write ``tuning.json``: the choices once every search run
     has finished (here or in ``previous``), else the outcomes so far.  True when the search is complete."""
     elsewhere = finished_in_summary(search, previous)
@@ -443,10 +464,8 @@ def run_protocol(names: list[str] | None = None, scale: str = "embedded", result
         _take_rates(scale_spec, results, summary_path, scale_spec.rates_from or scale_spec.name)
         wait_for_everyone()  # every process reads the rates from tuning.json next
     else:
-        search = tuning_runs(names, scale_spec)
-        if search:
-            searched = _search(search, scale_spec, results, previous, quiet, jobs, budget)
-            entry["search_runs_trained"] = len(budget.rates)
+        searched = _search(names, scale_spec, results, previous, quiet, jobs, budget)
+        entry["search_runs_trained"] = len(budget.rates)
     entry["search_s"] = round(time.perf_counter() - start, 1)
     runs: list[RunSpec] = []
     if searched:

@@ -26,6 +26,14 @@ RULES = {
                     "best-validation score (mean over its task sets); a rate at which any tuning run is at chance "
                     "on a validation task (MCC below 0.1 at its best checkpoint) is vetoed; the highest score "
                     "among the rest wins, ties go to the smaller rate; test never evaluated"),
+    "median_veto_interior": ("per method (and task, where each task's rate is chosen on its own validation split): "
+                             "a rate scores the median over the tuning seeds (never reported) of each seed's "
+                             "best-validation score; a rate at which any tuning run is at chance on a validation "
+                             "task (MCC below 0.1 at its best checkpoint) is vetoed; the highest score among the "
+                             "rest wins; ties go to the higher mean over the tuning seeds, then to the tied rate "
+                             "nearest the log-centre of the tied rates, then to the smaller; a winner on the edge "
+                             "of the rates searched adds the rate 2x beyond it (same seeds and rule) until it is "
+                             "interior or the rate beyond is vetoed; test never evaluated"),
 }
 RULE = RULES["mean"]
 
@@ -71,20 +79,65 @@ def choose_learning_rates(search: list[RunSpec], results: str | Path, rule: str 
             outcome["score"])
         if rule == "median_veto" and outcome["min_mcc"] is not None and outcome["min_mcc"] < CHANCE_MCC:
             vetoed.setdefault(run.tune_key, {}).setdefault(f"{run.config.lr:g}", []).append(run.run_id)
-    statistic = np.median if rule == "median_veto" else np.mean
-    table = {key: {f"{lr:g}": float(statistic([np.mean(v) for v in seeds.values()])) for lr, seeds in sorted(by_lr.items())}
-             for key, by_lr in per_seed.items()}
+    statistic = np.median if rule.startswith("median") else np.mean
+    seed_scores = {key: {lr: [float(np.mean(v)) for v in seeds.values()] for lr, seeds in by_lr.items()}
+                   for key, by_lr in per_seed.items()}
+    table = {key: {f"{lr:g}": float(statistic(by_lr[lr])) for lr in sorted(by_lr)} for key, by_lr in seed_scores.items()}
     chosen = {}
     for key, by_lr in per_seed.items():
         allowed = [lr for lr in sorted(by_lr) if f"{lr:g}" not in vetoed.get(key, {})]
         if not allowed:
             raise ValueError(f"every rate of the search for {labels[key]} ({key}) was vetoed: a tuning run collapsed "
                              f"at each of {sorted(by_lr)} ({vetoed[key]}); widen the grid towards smaller rates")
-        chosen[key] = max(allowed, key=lambda lr: (table[key][f"{lr:g}"], -lr))
+        if rule == "median_veto_interior":
+            chosen[key] = _interior_winner(allowed, table[key], seed_scores[key])
+        else:
+            chosen[key] = max(allowed, key=lambda lr: (table[key][f"{lr:g}"], -lr))
     grid = sorted({run.config.lr for run in search})
     seeds = sorted({run.seed for run in search})
-    return {"grid": grid, "seeds": seeds, "rule": RULES[rule], "rule_name": rule, "scores": table, "chosen": chosen,
-            "vetoed": vetoed, "labels": labels, "curves": curves, "runs": outcomes}
+    grids = {key: sorted(by_lr) for key, by_lr in per_seed.items()}
+    return {"grid": grid, "grids": grids, "seeds": seeds, "rule": RULES[rule], "rule_name": rule, "scores": table,
+            "chosen": chosen, "vetoed": vetoed, "labels": labels, "curves": curves, "runs": outcomes}
+
+
+def _interior_winner(allowed: list[float], scores: dict[str, float], seed_scores: dict[float, list[float]]) -> float:
+    """The highest-scoring rate; a tie goes to the higher mean over seeds, then to the tied rate
+    nearest the log-centre of the tied rates, then to the smaller (never towards an edge by rule)."""
+    best = max(scores[f"{lr:g}"] for lr in allowed)
+    tied = [lr for lr in allowed if scores[f"{lr:g}"] >= best - 1e-12]
+    top_mean = max(np.mean(seed_scores[lr]) for lr in tied)
+    tied = [lr for lr in tied if np.mean(seed_scores[lr]) >= top_mean - 1e-12]
+    centre = float(np.mean(np.log(tied)))
+    return min(tied, key=lambda lr: (round(abs(np.log(lr) - centre), 9), lr))
+
+
+def extensions(record: dict[str, Any], step: float | None, base: tuple[float, ...],
+               max_extensions: int) -> dict[str, float]:
+    """The rate each tune key adds to its search: ``step`` x beyond the edge its winner sits on (an
+    edge of the rates searched for that key, vetoed ones included), at most ``max_extensions``
+    rates beyond each edge of ``base``.  Empty when every winner is interior (or at the limit)."""
+    if step is None:
+        return {}
+    more = {}
+    for key, lr in record["chosen"].items():
+        rates = record["grids"][key]
+        if lr == rates[-1] and lr * step <= max(base) * step ** max_extensions * (1 + 1e-9):
+            more[key] = _round_rate(lr * step)
+        elif lr == rates[0] and lr / step >= min(base) / step ** max_extensions * (1 - 1e-9):
+            more[key] = _round_rate(lr / step)
+    return more
+
+
+def edge_winners(record: dict[str, Any]) -> dict[str, float]:
+    """Tune keys whose chosen rate is still on an edge of the rates searched (the extension limit)."""
+    return {key: lr for key, lr in record.get("chosen", {}).items()
+            if key in record.get("grids", {}) and lr in (record["grids"][key][0], record["grids"][key][-1])
+            and len(record["grids"][key]) > 1}
+
+
+def _round_rate(lr: float) -> float:
+    """A rate to 3 significant digits (2.5e-4, 1.25e-4: the same float in every run id)."""
+    return float(f"{lr:.3g}")
 
 
 def read_tuning(path: str | Path) -> dict[str, Any]:
