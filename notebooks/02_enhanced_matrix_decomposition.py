@@ -79,7 +79,9 @@ save_figure(fig, Path(output_dir) / "02_emd_spectra");  # ";": show the figure, 
 
 # %% [markdown]
 # ## 3. Export to a plain LoRA
-# `lora_factors()` folds the core into the narrower side: $B = s B' T$, $A = A'$ when $a \le b$.
+# `lora_factors()` folds the core $T$ into the wider side: $B = s B' T$, $A = A'$ when $a \le b$
+# ($B' T$ keeps $B'$'s $d_\text{out}$ rows and $a$ columns), $B = s B'$, $A = T A'$ otherwise;
+# either way the exported rank is $\min(a, b)$.
 # The exported pair reproduces ΔW exactly.
 
 # %%

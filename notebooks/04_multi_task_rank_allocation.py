@@ -61,8 +61,8 @@ def show(fig, name):
 # %% [markdown]
 # ## 1. Per-task results beside the paper's
 # Mean over seeds on each task's full test split, 95% t-interval over seeds, one dot per seed
-# (a red x: at chance on that task); MCC for SMS spam (imbalanced) on its own axis, accuracy
-# elsewhere, the majority class dashed. The router is budget-matched to LoRA r=16 (r = 8: its
+# (a vermillion x: at chance on that task); MCC for SMS spam (imbalanced) on its own axis, accuracy
+# elsewhere; the majority class dashed, or written under the axis when it lies below it. The router is budget-matched to LoRA r=16 (r = 8: its
 # task embeddings and gate cost parameters too). The control run (router without its
 # contrastive loss) has no paper number.
 
@@ -96,7 +96,8 @@ display(Markdown(tables.markdown_table(design[design["trained"] != "yes"])))  # 
 
 # %% [markdown]
 # ## 3. Which ranks does each task use?
-# The gate probability per rank and task in the last layer (seed shown in the title), and the
+# The gate probability per rank and task in the last layer (the mean over the seeds that did not
+# collapse, named in the title, ± their spread), and the
 # rank each task chose in every layer, averaged over seeds, with the spread across seeds (±).
 # Different tasks choosing different ranks is the method's point; the same choice on every seed
 # says the choice is a property of the task, not of the draw.

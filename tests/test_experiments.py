@@ -356,7 +356,7 @@ def test_reproduce_refuses_the_tuning_seed(tmp_path):
 
 
 SUMMARY = ROOT / "figures" / "results_summary.json"
-CONVERGED = ROOT / "figures" / "converged" / "results_summary.json"
+CONVERGED = ROOT / "figures" / "converged-v1" / "results_summary.json"  # the complete first run
 
 
 def _committed_format() -> int | None:
@@ -367,7 +367,7 @@ def _committed_format() -> int | None:
 
 
 @pytest.mark.skipif(_committed_format() != SUMMARY_FORMAT, reason="no committed results summary of the current format")
-@pytest.mark.parametrize("folder", ["figures", "figures/embedded-x4", "figures/converged"])
+@pytest.mark.parametrize("folder", ["figures", "figures/embedded-x4", "figures/converged-v1", "figures/converged"])
 def test_committed_figures_match_what_the_pipeline_draws(tmp_path, folder):
     import matplotlib.image
 
@@ -448,7 +448,7 @@ def test_every_number_readme_quotes_from_the_runs_is_recomputed_from_the_summari
 
     readme = (ROOT / "README.md").read_text().replace("−", "-")
     reading = readme[readme.index("How to read it:"):readme.index("### The paper scale")]
-    assert "Reading the converged claims:" not in reading  # that one is checked against its own summary
+    assert "Reading the v1 claims" not in reading  # that one is checked against its own summary
     reading = " ".join(reading.split())  # Markdown wraps lines anywhere, an interval included
     main = json.loads(SUMMARY.read_text())
     longer = json.loads((ROOT / "figures" / "embedded-x4" / SUMMARY.name).read_text())
@@ -471,6 +471,13 @@ def test_every_number_readme_quotes_from_the_runs_is_recomputed_from_the_summari
     assert f"in {100 * derived['main']['chosen_ranks']['all_seeds_agree']:.0f}% of" in reading
     study = main["task_embedding_study"]["trained"]["test"]
     assert f"Δcos {study['statistic']:+.3f}" in reading and f"p = {study['p_value']:.3f}" in reading
+    from ranklab.experiments.results.embedding_study import neighbour_test  # no task gets a region of its own
+
+    regions = {k: neighbour_test(v["points"]) for k, v in main["task_embedding_study"].items()}
+    trained, control, initial = regions["trained"], regions["no_contrastive"], regions["initial"]
+    assert (f"{100 * trained['same_task']:.0f}% of the trained router's points against {100 * trained['chance']:.0f}% "
+            f"by chance (p = {trained['p_value']:.3f}; {100 * control['same_task']:.0f}%, p = {control['p_value']:.3f} "
+            f"without the contrastive loss; {100 * initial['same_task']:.0f}% at initialisation)") in reading
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -546,26 +553,46 @@ def test_gate_figures_show_a_spread_only_when_several_seeds_are_averaged():
 @pytest.mark.skipif(not CONVERGED.is_file() or _committed_format() != SUMMARY_FORMAT,
                     reason="no committed converged summary")
 def test_readme_reading_of_the_converged_claims_is_recomputed_from_its_summary():
-    """Every interval README's converged reading quotes is a claim of the converged summary (or, where
-    it says what 120 steps gave, of the embedded one) followed by its verdict; the chosen rates with
-    their search scores, the steps the runs took and the largest last-quarter gain are the summary's."""
+    """Every interval README's v1 reading quotes is a claim of the v1 summary followed by its Holm
+    verdict and then its unadjusted one; the chosen rates with their search scores, the steps, the
+    runs still rising at their stop, the per-task differences and the seed SD's interval are the
+    summary's."""
     import re
 
+    from scipy import stats
+
     from ranklab.experiments.results.summary_format import read_summary
-    from ranklab.experiments.results.tables import last_quarter_gain
+    from ranklab.experiments.results.tables import best_at_last_eval
 
     readme = (ROOT / "README.md").read_text().replace("−", "-")
-    reading = readme[readme.index("Reading the converged claims:"):readme.index("### The embedded protocol")]
+    reading = readme[readme.index("Reading the v1 claims"):readme.index("Budget of v1")]
     reading = " ".join(reading.split())
     converged = read_summary(CONVERGED)
     assert "In progress" not in (CONVERGED.parent / "RESULTS.md").read_text()  # complete: no provisional claim
-    claims = {f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]": c
-              for summary in (converged, json.loads(SUMMARY.read_text())) for c in derive(summary, n_boot=50)["claims"]}
-    mine = {f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]" for c in derive(converged, n_boot=50)["claims"]}
+    claims = {f"{c['difference']:+.2f} [{c['low']:+.2f}, {c['high']:+.2f}]": c for c in derive(converged, n_boot=50)["claims"]}
     quoted = re.findall(r"[+-]\d+\.\d\d \[[+-]\d+\.\d\d, [+-]\d+\.\d\d\]", reading)
-    assert set(quoted) <= set(claims) and mine <= set(quoted), sorted(set(quoted) - set(claims))
-    for text in quoted:
-        assert re.search(re.escape(text) + r"[^*]{0,40}\*" + re.escape(claims[text]["verdict"]) + r"\*", reading), text
+    assert set(quoted) == set(claims), sorted(set(quoted) ^ set(claims))
+    for text, c in claims.items():
+        holm = re.escape(text) + r", Holm: \*" + re.escape(c["holm_verdict"]) + r"\*"
+        assert re.search(holm + r"\**[^*]{0,30}unadjusted: \*" + re.escape(c["verdict"]) + r"\*", reading), text
+        if c["key"] == "adalora_vs_dylora":
+            assert f"p = {c['holm_p']:.3f}" in reading
+        if c["key"] == "emd_vs_lora":  # the seed SD's own 95% interval (chi-square, df = seeds - 1)
+            df = c["n_seeds"] - 1
+            low, high = (c["seed_sd"] * np.sqrt(df / stats.chi2.ppf(q, df)) for q in (0.975, 0.025))
+            assert (f"{c['seed_sd']:.2f} on {df} degrees of freedom, has a 95% interval of about "
+                    f"[{low:.2f}, {high:.2f}]") in reading
+
+    def task_mean(method_id, task):
+        return {r["seed"]: 100 * r["test"][task]["accuracy"] for r in converged["runs"]
+                if r["recipe"] == "single_task" and r["method_id"] == method_id and r["tasks"] == [task]}
+
+    emd, lora = task_mean("emd_a4_b12", "movie"), task_mean("lora_r8", "movie")
+    assert f"({np.mean([emd[s] - lora[s] for s in emd]):+.2f}; TREC" in reading
+    emd, lora = task_mean("emd_a4_b12", "trec"), task_mean("lora_r8", "trec")
+    assert f"TREC {np.mean([emd[s] - lora[s] for s in emd]):+.2f})" in reading
+    dylora, adalora = task_mean("dylora_r8", "trec"), task_mean("adalora_r12_8", "trec")
+    assert f"DyLoRA {np.mean(list(dylora.values())):.2f} against AdaLoRA's {np.mean(list(adalora.values())):.2f}" in reading
     tuning = converged["tuning"]
     for key, label in tuning["labels"].items():
         chosen = f"{tuning['chosen'][key]:g}"
@@ -574,5 +601,5 @@ def test_readme_reading_of_the_converged_claims_is_recomputed_from_its_summary()
     steps = [r["steps"] for r in converged["runs"]]
     assert f"between {min(steps):,} and {max(steps):,} steps" in reading
     assert f"all {len(steps)} reported runs" in reading
-    gain = max(last_quarter_gain(r["evals"]) for r in converged["runs"])
-    assert f"more than {gain:.2f} validation points" in reading
+    single = [r for r in converged["runs"] if r["recipe"] == "single_task"]
+    assert f"{sum(best_at_last_eval(r) for r in single)} of the {len(single)} single-task runs" in reading

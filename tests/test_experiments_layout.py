@@ -18,8 +18,8 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _modules() -> dict[str, Path]:
-    return {_module_name(path): path for path in sorted(PACKAGE.rglob("*.py"))}
+def _modules(package: Path = PACKAGE) -> dict[str, Path]:
+    return {_module_name(path): path for path in sorted(package.rglob("*.py"))}
 
 
 def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
@@ -45,8 +45,8 @@ def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
-def _graph() -> dict[str, set[str]]:
-    modules = _modules()
+def _graph(package: Path = PACKAGE) -> dict[str, set[str]]:
+    modules = _modules(package)
     return {name: _imported(name, path, modules) for name, path in modules.items()}
 
 
@@ -90,6 +90,14 @@ def test_the_experiments_modules_import_no_cycle():
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
     # the two recipe sets build on protocol.spec; only the generic set reads the paper set
     assert "ranklab.experiments.protocol.recipes" not in graph["ranklab.experiments.protocol.paper_recipes"]
+
+
+def test_the_whole_package_imports_no_cycle():
+    """Not only experiments/: no module of ranklab imports (at any depth, in any function) a module
+    that imports it back."""
+    graph = _graph(ROOT / "ranklab")
+    assert len(graph) >= 100
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))
 
 
 def test_the_layout_is_protocol_run_results_with_no_module_left_at_the_top():

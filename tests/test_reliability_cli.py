@@ -8,6 +8,8 @@ from ranklab.cli import main
 from ranklab.train import NonFiniteLossError, TrainConfig, train
 from ranklab.train.synthetic import synthetic_task, tiny_roberta
 
+from .test_data_offline import synthetic  # noqa: F401  (synthetic wheels in a private cache)
+
 
 def run_cli(argv, capsys):
     try:
@@ -19,9 +21,11 @@ def run_cli(argv, capsys):
 
 
 @pytest.mark.parametrize("make_argv, message", [
-    (lambda tmp: ["--output", str(tmp / "file.txt" / "run")], "cannot write to output"),  # under a file
+    (lambda tmp: ["--output", str(tmp / "file.txt" / "run")], "which is a file"),  # under a file
     (lambda tmp: ["--output", str(tmp / "file.txt")], "is a file, not a folder"),
-    (lambda tmp: ["--output", "/proc/ranklab-cannot-write-here"], "cannot write to output"),
+    (lambda tmp: ["--output", "/proc/ranklab-cannot-write-here"], "cannot write in"),
+    (lambda tmp: ["--cache-dir", str(tmp / "file.txt")], "--cache-dir"),
+    (lambda tmp: ["--batch-size", "8", "--gradient-accumulation-steps", "3"], "does not split into 3 equal"),
     (lambda tmp: ["--data-dir", str(tmp / "nonexistent")], "is not a folder"),
     (lambda tmp: ["--threads", "-1"], "threads must be >= 1"),
     (lambda tmp: ["--lr", "inf"], "lr must be a finite number"),
@@ -58,3 +62,39 @@ def test_nan_message_names_no_checkpoint_that_does_not_exist(tmp_path):
         train(config, tasks=[synthetic_task()], model_fn=poisoned)
     assert "no checkpoint saved yet" in str(error.value) and "last good checkpoint" not in str(error.value)
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_refused_run_leaves_no_output_folder_behind(synthetic, tmp_path, capsys):  # noqa: F811
+    """--target-modules matching nothing is refused after the model is built: exit 2, one line, and
+    the output folder the run would have created does not exist (an existing one is kept as it was)."""
+    out = tmp_path / "run"
+    code, err = run_cli(["--backbone", "tiny-random", "--task", "movie", "--max-steps", "2", "--output", str(out),
+                         "--target-modules", "no_such_module"], capsys)
+    assert code == 2 and "no_such_module" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    code, _ = run_cli(["--backbone", "tiny-random", "--task", "movie", "--max-steps", "2", "--output", str(kept),
+                       "--target-modules", "no_such_module"], capsys)
+    assert code == 2 and kept.is_dir()
+
+
+def test_results_on_a_file_or_an_empty_folder_says_so_on_stderr(tmp_path, capsys):
+    (tmp_path / "record.json").write_text("{}")
+    for target, message, expected in ((tmp_path / "record.json", "is a file", 2),
+                                      (tmp_path / "missing", "no folder", 2),
+                                      (tmp_path / "empty", "no results records", 1)):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        try:
+            code = main(["results", str(target)])
+        except SystemExit as stop:
+            code = stop.code
+        captured = capsys.readouterr()
+        assert code == expected and message in captured.err and captured.out == ""
+        assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_accumulation_steps_must_divide_the_batch():
+    with pytest.raises(ValueError, match=r"batch_size 8 does not split into 3 equal micro-batches .* \[1, 2, 4, 8\]"):
+        TrainConfig(batch_size=8, gradient_accumulation_steps=3)
+    assert TrainConfig(batch_size=12, gradient_accumulation_steps=3).gradient_accumulation_steps == 3

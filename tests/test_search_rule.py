@@ -20,14 +20,39 @@ def write_records(results, search, score_of, mcc_of=lambda run: 0.5):
         (folder / "record.json").write_text(json.dumps(record))
 
 
+KEY = "single:lora_r8@trec"
+
+
 @pytest.fixture
 def search():
     scale = get_scale("converged")
-    runs = [r for r in tuning_runs(["single_task"], scale) if r.method_id == "lora_r8"]
+    runs = [r for r in tuning_runs(["single_task"], scale) if r.method_id == "lora_r8" and r.config.tasks == ["trec"]]
     assert {r.config.lr for r in runs} == set(scale.lr_grid) and {r.seed for r in runs} == set(scale.tuning_seeds)
-    assert all(r.config.tasks == ["trec"] for r in runs)  # the single-task search runs on trec only
+    assert {r.tune_key for r in runs} == {KEY}  # trec's rate is chosen on trec's validation only
     assert all(r.config.patience == 5 and r.config.max_eval is None for r in runs)  # at the reported length
     return runs
+
+
+def test_every_reported_task_is_searched_and_keeps_its_own_rate():
+    """Each task's rate comes from its own search runs (movie's validation never chooses trec's
+    rate); the EMD sweep takes EMD's trec rate and the continuation runs take their task's rate."""
+    from ranklab.experiments.protocol.recipes import recipe_runs
+
+    scale = get_scale("converged")
+    search = tuning_runs(["single_task", "emd_sweep", "continuation"], scale)
+    assert {tuple(r.config.tasks) for r in search} == {("movie",), ("trec",)}
+    assert all(r.tune_key.endswith("@" + r.config.tasks[0]) for r in search)
+    assert len(search) == 4 * 2 * 3 * 3  # methods x tasks x rates x tuning seeds: continuation adds none
+    rates = {"single:emd_a4_b12@trec": 4e-3, "single:emd_a4_b12@movie": 5e-4, "single:lora_r8@trec": 1e-3,
+             "single:lora_r8@movie": 2e-3}
+    runs = recipe_runs(["single_task", "emd_sweep", "continuation"], scale, learning_rates=rates)
+    for run in runs:
+        if run.method_id.startswith("emd") or run.method_id == "lora_r8":
+            assert run.config.lr == rates[f"single:{'emd_a4_b12' if run.method_id.startswith('emd') else 'lora_r8'}"
+                                          f"@{run.config.tasks[0]}"], run.run_id
+    continued = [r for r in runs if r.recipe == "continuation"]
+    assert len(continued) == 4 * 2 and all(r.seed == 1 and r.config.patience is None for r in continued)
+    assert all(r.config.max_steps == scale.train["max_steps"] for r in continued)  # the same schedule, to the cap
 
 
 def test_the_median_seed_decides_not_one_lucky_seed(tmp_path, search):
@@ -36,9 +61,9 @@ def test_the_median_seed_decides_not_one_lucky_seed(tmp_path, search):
     write_records(tmp_path, search, lambda r: scores.get((r.config.lr, r.seed), 0.75 if r.config.lr == 1e-3 else 0.6))
     mean = choose_learning_rates(search, tmp_path, "mean")
     median = choose_learning_rates(search, tmp_path, "median_veto")
-    assert mean["chosen"]["single:lora_r8"] == 2e-3
-    assert median["chosen"]["single:lora_r8"] == 1e-3
-    assert median["scores"]["single:lora_r8"]["0.002"] == pytest.approx(0.70)
+    assert mean["chosen"][KEY] == 2e-3
+    assert median["chosen"][KEY] == 1e-3
+    assert median["scores"][KEY]["0.002"] == pytest.approx(0.70)
 
 
 def test_a_rate_with_a_collapsed_tuning_run_is_vetoed(tmp_path, search):
@@ -46,17 +71,17 @@ def test_a_rate_with_a_collapsed_tuning_run_is_vetoed(tmp_path, search):
     write_records(tmp_path, search, lambda r: {5e-4: 0.7, 1e-3: 0.8, 2e-3: 0.9}[r.config.lr],
                   lambda r: 0.05 if (r.config.lr, r.seed) == (2e-3, 20) else 0.6)
     chosen = choose_learning_rates(search, tmp_path, "median_veto")
-    assert chosen["chosen"]["single:lora_r8"] == 1e-3
-    assert list(chosen["vetoed"]["single:lora_r8"]) == ["0.002"]
+    assert chosen["chosen"][KEY] == 1e-3
+    assert list(chosen["vetoed"][KEY]) == ["0.002"]
     assert chosen["runs"][search[0].run_id]["min_mcc"] == pytest.approx(0.6)
-    assert choose_learning_rates(search, tmp_path, "mean")["chosen"]["single:lora_r8"] == 2e-3  # the old rule
+    assert choose_learning_rates(search, tmp_path, "mean")["chosen"][KEY] == 2e-3  # the old rule
 
 
 def test_every_rate_vetoed_is_an_error_naming_the_way_out(tmp_path, search):
     write_records(tmp_path, search, lambda r: 0.5, lambda r: 0.0)
     with pytest.raises(ValueError, match="every rate of the search for LoRA r=8 .* widen the grid"):
         choose_learning_rates(search, tmp_path, "median_veto")
-    with pytest.raises(ValueError, match="unknown search rule 'best'; valid rules: mean, median_veto"):
+    with pytest.raises(ValueError, match="unknown search rule 'best'; valid rules: mean, median_veto, median_veto_int"):
         choose_learning_rates(search, tmp_path, "best")
 
 
@@ -95,3 +120,92 @@ def test_adalora_reaches_its_budget_before_the_typical_plateau():
     run = next(r for r in tuning_runs(["single_task"], scale) if r.method_id == "adalora_r12_8")
     options = AdaLoraOptions(**{k: v for k, v in run.config.adapter.items()})
     assert options.final_budget_step(run.config.max_steps) == 800 < scale.typical_steps["single"]
+
+
+def test_a_median_tie_goes_to_the_higher_mean_then_the_centre_never_to_an_edge_by_rule(tmp_path, search):
+    # DyLoRA's first search: 5e-4 and 2e-3 tied exactly on the median; the old rule took the smaller
+    scores = {(5e-4, 0): 0.90, (5e-4, 10): 0.92, (5e-4, 20): 0.92, (1e-3, 0): 0.91, (1e-3, 10): 0.91,
+              (1e-3, 20): 0.91, (2e-3, 0): 0.92, (2e-3, 10): 0.92, (2e-3, 20): 0.93}
+    write_records(tmp_path, search, lambda r: scores[(r.config.lr, r.seed)])
+    assert choose_learning_rates(search, tmp_path, "median_veto")["chosen"][KEY] == 5e-4  # ties: the smaller
+    assert choose_learning_rates(search, tmp_path, "median_veto_interior")["chosen"][KEY] == 2e-3  # higher mean
+
+
+def test_a_full_tie_goes_to_the_rate_nearest_the_centre_of_the_tied_rates():
+    from ranklab.experiments.run.tuning import _interior_winner
+
+    rates = [2.5e-4, 5e-4, 1e-3, 2e-3, 4e-3]
+    flat = {f"{lr:g}": 0.9 for lr in rates}
+    assert _interior_winner(rates, flat, {lr: [0.9, 0.9, 0.9] for lr in rates}) == 1e-3  # the log-centre
+    two = {f"{lr:g}": (0.9 if lr in (5e-4, 2e-3) else 0.8) for lr in rates}
+    assert _interior_winner(rates, two, {lr: [0.9] for lr in rates}) == 5e-4  # equidistant: the smaller
+
+
+def test_a_winner_on_an_edge_extends_the_grid_until_it_is_interior_or_the_rate_beyond_collapses(tmp_path):
+    """The search's loop, driven by outcomes: the top edge wins at 2e-3, so 4e-3 is searched; it
+    wins too, so 8e-3; at 8e-3 a tuning seed collapses (vetoed): 4e-3 is chosen, interior to the
+    rates searched.  DyLoRA's bottom edge is extended to 2.5e-4 alike."""
+    from ranklab.experiments.run.tuning import edge_winners, extensions
+
+    scale = get_scale("converged")
+    quality = {2.5e-4: 0.80, 5e-4: 0.84, 1e-3: 0.86, 2e-3: 0.88, 4e-3: 0.90, 8e-3: 0.95}
+    extra: dict = {}
+    rounds = 0
+    while True:
+        search = [r for r in tuning_runs(["single_task"], scale, extra)
+                  if r.method_id == "emd_a4_b12" and r.config.tasks == ["trec"]]
+        for run in search:
+            if not (tmp_path / run.run_id).exists():
+                write_records(tmp_path, [run], lambda r: quality[r.config.lr],
+                              lambda r: 0.0 if (r.config.lr, r.seed) == (8e-3, 10) else 0.7)
+        record = choose_learning_rates(search, tmp_path, scale.search_rule)
+        more = extensions(record, scale.grid_step, scale.lr_grid, scale.max_extensions)
+        if not more:
+            break
+        rounds += 1
+        for key, lr in more.items():
+            extra[key] = (*extra.get(key, ()), lr)
+    key = "single:emd_a4_b12@trec"
+    assert rounds == 2 and extra == {key: (4e-3, 8e-3)}
+    assert record["chosen"][key] == 4e-3 and list(record["vetoed"][key]) == ["0.008"]
+    assert record["grids"][key] == [5e-4, 1e-3, 2e-3, 4e-3, 8e-3] and edge_winners(record) == {}
+    # the bottom edge, and the limit: 3 rates beyond an edge at most, then the winner stays there
+    low = {"chosen": {"k": 5e-4}, "grids": {"k": [5e-4, 1e-3, 2e-3]}}
+    assert extensions(low, 2.0, scale.lr_grid, 3) == {"k": 2.5e-4}
+    deep = {"chosen": {"k": 6.25e-5}, "grids": {"k": [6.25e-5, 1.25e-4, 2.5e-4, 5e-4, 1e-3, 2e-3]}}
+    assert extensions(deep, 2.0, scale.lr_grid, 3) == {} and edge_winners(deep) == {"k": 6.25e-5}
+    assert extensions(low, None, scale.lr_grid, 3) == {}  # a scale without extension (embedded)
+
+
+def test_the_runner_extends_the_search_in_rounds_and_reuses_them_in_a_later_chunk(tmp_path, monkeypatch):
+    """runner._search: each round trains what the rule asks for (stubbed training writes the
+    outcomes), and a second call (a later chunk) trains nothing new."""
+    from ranklab.experiments.run import runner
+
+    scale = get_scale("converged")
+    trained = []
+
+    def fake_run_all(runs, results, scale, quiet, desc="", jobs=1, budget=None, finished_elsewhere=frozenset()):
+        for run in runs:
+            if not (results / run.run_id / "record.json").exists():
+                trained.append(run.run_id)
+                good = 0.9 if (run.method_id == "adalora_r12_8") == (run.config.lr >= 2e-3) else 0.8
+                write_records(results, [run], lambda r: good + (r.config.lr if r.method_id == "adalora_r12_8" else 0))
+                (results / run.run_id / "record.json").write_text(json.dumps(
+                    {**json.loads((results / run.run_id / "record.json").read_text()), "status": "completed"}))
+        return []
+
+    monkeypatch.setattr(runner, "run_all", fake_run_all)
+    assert runner._search(["single_task"], scale, tmp_path, None, True, 1, runner.Budget())
+    record = runner.read_tuning(tmp_path / "tuning.json")
+    grids = record["grids"]
+    assert grids["single:adalora_r12_8@movie"] == [5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2]  # 3 beyond, then the limit
+    assert record["chosen"]["single:adalora_r12_8@movie"] == 1.6e-2
+    # the others: 5e-4 and 1e-3 tie, the smaller of an equidistant pair is an edge, so 2.5e-4 is searched;
+    # it ties too, and the centre of the three tied rates, 5e-4, is chosen: interior
+    assert all(g == [2.5e-4, 5e-4, 1e-3, 2e-3] and record["chosen"][k] == 5e-4
+               for k, g in grids.items() if "adalora" not in k)
+    first = len(trained)
+    assert first == 8 * 3 * 3 + 6 * 3 + 2 * 3 * 3
+    assert runner._search(["single_task"], scale, tmp_path, None, True, 1, runner.Budget())
+    assert len(trained) == first  # a later chunk reuses every round

@@ -109,3 +109,10 @@ def test_patience_waits_for_the_final_budget():
     result = run(adapter=adapter, max_steps=60, eval_every=2, patience=1, min_delta=10.0)
     assert result.record["steps"] == 18
     assert result.record["best"]["step"] == 16
+    # replayed from the record (the convergence check): the same stop, evaluations before the budget ignored
+    from ranklab.train.plateau import plateau_stop
+
+    evals = result.record["evals"]
+    assert result.record["selectable_from"] == 16
+    assert evals[plateau_stop(evals, 1, 10.0, result.record["selectable_from"])]["step"] == 18
+    assert evals[plateau_stop(evals, 1, 10.0)]["step"] == 4  # ignoring the budget would stop inside the schedule

@@ -8,6 +8,7 @@ import ranklab
 from ranklab.cli import main
 from ranklab.train import NonFiniteLossError, TrainConfig, results_table, train
 from ranklab.train.checkpoint import load_checkpoint
+from ranklab.train.plateau import plateau_stop
 from ranklab.train.synthetic import synthetic_rows, synthetic_task, tiny_roberta
 
 
@@ -296,6 +297,9 @@ def test_patience_counts_only_gains_above_min_delta():
         assert ruled.record["steps"] == 4 * (expected or 16)
         assert ruled.record["evals"] == full.record["evals"][:expected]  # the same run until it stops
         assert ruled.best["score"] == max(scores[:expected])
+        # the library's replay of the rule (the convergence check's) stops the full curve at the same evaluation
+        replayed = plateau_stop(full.record["evals"], patience, min_delta, full.record["selectable_from"])
+        assert replayed == (None if expected is None else expected - 1)
         stops[min_delta] = expected
     assert stops[1.0] == 3  # no accuracy can rise by more than 1: the first eval plus patience
     with pytest.raises(ValueError, match="min_delta must be >= 0"):

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from datasets import DatasetDict
 
+from .splits import map_splits
 from .tasks import TaskSpec, get_task
 
 IGNORE_INDEX = -100  # labels the loss skips (torch's cross_entropy default)
@@ -103,8 +104,6 @@ def tokenize_completions(data: DatasetDict, tokenizer: Any, spec: str | TaskSpec
             out["attention_mask"].append([1] * len(ids))
             out["labels"].append([IGNORE_INDEX] * (len(ids) - len(ending)) + ending)
         return out
-
-    from .tokenization import map_splits
 
     return map_splits(data, encode, spec)
 

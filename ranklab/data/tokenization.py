@@ -6,6 +6,7 @@ from typing import Any, Callable
 from datasets import DatasetDict
 from transformers import DataCollatorWithPadding
 
+from .splits import map_splits
 from .tasks import TaskSpec, get_task
 
 
@@ -29,20 +30,6 @@ def tokenize_task(dataset_dict: DatasetDict, tokenizer: Any, spec: str | TaskSpe
         return dict(encoded)
 
     return map_splits(dataset_dict, encode, spec)
-
-
-def map_splits(dataset_dict: DatasetDict, encode: Callable[[dict[str, list]], dict[str, list]],
-               spec: TaskSpec) -> DatasetDict:
-    """``encode`` (batched) over every split, replacing its columns; a split without the task's
-    text fields or ``label`` is a clear error."""
-    out = {}
-    for split, ds in dataset_dict.items():
-        missing = [c for c in (*spec.text_fields, "label") if c not in ds.column_names]
-        if missing:
-            raise ValueError(f"split {split!r} lacks columns {missing} needed by task {spec.name!r}")
-        out[split] = ds.map(encode, batched=True, remove_columns=ds.column_names,
-                            desc=f"tokenize {spec.name}/{split}")
-    return DatasetDict(out)
 
 
 def make_collator(tokenizer: Any, pad_to_multiple_of: int | None = None,

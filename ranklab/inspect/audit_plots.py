@@ -8,16 +8,13 @@ every pair of layers, one panel per module type), and with a base ``alignment`` 
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from ..plots import plot_heatmap_panels, plot_rank_heatmap, plot_spectra
-
-if TYPE_CHECKING:
-    from .audit import AdapterAudit
 
 GROUP_COLUMNS = ("task", "expert")
 
@@ -46,8 +43,9 @@ def _similarity_panels(similarity: pd.DataFrame, rows: pd.DataFrame) -> dict[str
     return panels
 
 
-def audit_figures(audit: "AdapterAudit") -> dict[str, Figure]:
-    """File stem -> figure, for every standard figure the audit's rows support."""
+def audit_figures(audit: Any) -> dict[str, Figure]:
+    """File stem -> figure, for every standard figure the audit's rows support (``audit``: an
+    ``AdapterAudit``; not imported here, since audit.py imports this module)."""
     figures: dict[str, Figure] = {}
     for suffix, selector, rows in _groups(audit.report):
         label = "".join(f" [{k} {v}]" for k, v in selector.items())

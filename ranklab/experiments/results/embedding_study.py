@@ -80,3 +80,45 @@ def study(tables: dict[tuple[int, str], np.ndarray], task_names: Sequence[str],
         result["group"] = list(group)
         result["test"] = group_test(matrix, members)
     return result
+
+
+def neighbour_test(points: Sequence[dict[str, Any]], n_perm: int = 2000, seed: int = 0) -> dict[str, float]:
+    """Does each task have a region of its own in the map, across seeds?  The share of points whose
+    nearest point from another seed (Euclidean, in the 2-D map the figure shows; a seed's own query
+    and value rows often sit together and would say nothing about the task) is of the same task,
+    against the share expected by chance, with a permutation p-value: task labels shuffled within
+    each (seed, module) table ``n_perm`` times (add-one corrected)."""
+    xy = np.array([[p["x"], p["y"]] for p in points], dtype=float)
+    tasks = np.array([p["task"] for p in points])
+    seeds = np.array([p["seed"] for p in points])
+    tables = [np.flatnonzero((seeds == s) & (np.array([p["module"] for p in points]) == m))
+              for s, m in dict.fromkeys((p["seed"], p["module"]) for p in points)]
+    distance = np.linalg.norm(xy[:, None] - xy[None], axis=-1)
+    distance[seeds[:, None] == seeds[None]] = np.inf
+    nearest = distance.argmin(1)
+
+    def share(labels: np.ndarray) -> float:
+        return float(np.mean(labels[nearest] == labels))
+
+    observed = share(tasks)
+    rng = np.random.default_rng(seed)
+    null = []
+    for _ in range(n_perm):
+        shuffled = tasks.copy()
+        for rows in tables:
+            shuffled[rows] = rng.permutation(tasks[rows])
+        null.append(share(shuffled))
+    others = seeds[:, None] != seeds[None]
+    chance = float(np.mean([np.mean(tasks[others[i]] == tasks[i]) for i in range(len(tasks))]))
+    return {"same_task": observed, "chance": chance,
+            "p_value": (1 + sum(v >= observed - 1e-12 for v in null)) / (n_perm + 1)}
+
+
+def regions_sentence(tests: dict[str, dict[str, float]], titles: dict[str, str], alpha: float = 0.05) -> str:
+    """One sentence on what the maps show: which panels give tasks regions of their own."""
+    own = [titles[k] for k, t in tests.items() if t["p_value"] < alpha and t["same_task"] >= 0.5]
+    parts = "; ".join(f"{titles[k]}: {100 * t['same_task']:.0f}% (chance {100 * t['chance']:.0f}%, "
+                      + ("p < 0.001" if t["p_value"] < 0.001 else f"p = {t['p_value']:.3f}") + ")" for k, t in tests.items())
+    head = ("Tasks occupy regions of their own in: " + ", ".join(own) if own else
+            "No panel shows each task in a region of its own")
+    return f"{head}. Points whose nearest point from another seed is the same task: {parts}."

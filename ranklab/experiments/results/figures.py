@@ -8,6 +8,7 @@ label; labels are only drawn.  ``draw_all`` writes PNG + PDF per figure and RESU
 """
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,10 +25,12 @@ from ..protocol.recipes import CONTROLS, MOR_ID, MULTI_TASK_METHODS
 from ..protocol.spec import recipe_kind
 from .claims import CLAIMS, seeds_at_chance
 from .derived import collapsed_seeds, derive, label_of, router_id, runs_of
+from .embedding_study import neighbour_test, regions_sentence
 from .plots import PALETTE, plot_claims, plot_dot_intervals, plot_embedding_study, plot_rank_consistency
 from .plots import plot_sweep
+from .search import fig_lr_search as search_figure
 from .summary_format import decode
-from .tables import PAPER_ROWS, tune_key_text, write_results_markdown
+from .tables import PAPER_ROWS, write_results_markdown
 
 Summary = dict[str, Any]
 Derived = dict[str, Any]
@@ -111,20 +114,29 @@ def fig_results(summary: Summary, recipe: str, derived: Derived | None = None) -
                               paper=_paper_points(summary, recipe, list(scores)))
 
 
+# Claims of a scale that another protocol's verdicts replace (recipe -> why), drawn faded.
+SUPERSEDED = {scale: {"single_task": "the converged protocol replaces these fixed-budget verdicts"}
+              for scale in ("embedded", "embedded-x4")}
+
+
 def fig_claims(summary: Summary, derived: Derived | None = None) -> Figure | None:
     judged = (derived or derive(summary))["claims"]
     if not judged:
         return None
     recipes = list(dict.fromkeys(c["recipe"] for c in judged))
-    panels = [(f"{kind}-task claims", [r for r in recipes if recipe_kind(r) == kind]) for kind in ("single", "multi")]
+    superseded = SUPERSEDED.get(summary["scale"], {})
+    panels = [(f"{kind}-task claims" + "".join(f" (superseded: {why})" for r, why in superseded.items()
+                                               if recipe_kind(r) == kind),
+               [r for r in recipes if recipe_kind(r) == kind]) for kind in ("single", "multi")]
     return plot_claims(judged, f"the papers' claims at the {summary['scale']} scale: per-seed paired differences",
-                       panels=panels)
+                       panels=panels, superseded=superseded)
 
 
 def fig_learning_curves(summary: Summary) -> Figure | None:
     """Validation score over training steps per method entry: the mean over the seeds that did not collapse
     (band: their min-max); a collapsed seed (at chance on at least half of its tasks) is its own
-    dashed line, never averaged in."""
+    dashed line, never averaged in.  Runs that stop at their own plateau are one line each.  The
+    second row zooms on the last half of every run, where the 1-point plateau differences live."""
     panels = []
     for recipe in ("single_task", "multi_task"):
         runs = runs_of(summary, recipe)
@@ -132,102 +144,71 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
             panels.append((recipe, tasks, [r for r in runs if tuple(r["tasks"]) == tasks]))
     if not panels:
         return None
-    fig = Figure(figsize=(4.6 * len(panels) + 3.5, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (recipe, tasks, runs) in zip(axes, panels):
-        for i, method_id in enumerate(dict.fromkeys(r["method_id"] for r in runs)):
-            colour = PALETTE[i % len(PALETTE)]
-            collapsed = set(collapsed_seeds(summary, recipe, method_id))
-            mine = [r for r in runs if r["method_id"] == method_id]
-            label = mine[0]["label"]
-            if any((r.get("config") or {}).get("patience") for r in mine):  # runs stop at their own plateau
-                _plateau_lines(ax, mine, collapsed, label, colour, runs_of(summary, recipe, method_id))
-                continue
-            steps = [e["step"] for e in mine[0]["evals"]]
-            kept = [r for r in mine if r["seed"] not in collapsed and len(r["evals"]) == len(steps)]
-            name = f"{label}: seeds {', '.join(str(r['seed']) for r in kept) or '-'}"
-            if kept:
-                values = np.array([[100 * e["score"] for e in r["evals"]] for r in kept])
-                ax.plot(steps, values.mean(0), "o-", markersize=3, color=colour, label=name)
-                ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.15)
-            for r in (r for r in mine if r["seed"] in collapsed):
-                ax.plot([e["step"] for e in r["evals"]], [100 * e["score"] for e in r["evals"]], "--", linewidth=0.9,
-                        color=colour, label=f"{label}: seed {r['seed']} collapsed")
+    fig = Figure(figsize=(4.8 * len(panels) + 3.8, 6.6), layout="constrained")
+    grid = fig.subplots(2, len(panels), squeeze=False)
+    for col, (recipe, tasks, runs) in enumerate(panels):
+        for ax in grid[:, col]:
+            _draw_curves(ax, summary, recipe, runs)
         name = tasks[0] if len(tasks) == 1 else f"{len(tasks)} tasks (mean)"
-        ax.set(title=f"{recipe.replace('_', '-')}: {name}", xlabel="optimizer step", ylabel="validation x 100")
+        grid[0, col].set(title=f"{recipe.replace('_', '-')}: {name}", ylabel="validation x 100")
+        late = [100 * e["score"] for r in runs if r["seed"] not in collapsed_seeds(summary, recipe, r["method_id"])
+                for e in r["evals"] if e["step"] >= r["evals"][-1]["step"] / 2] or [0.0]
+        grid[1, col].set_ylim(min(late) - 0.5, max(late) + 0.5)
+        grid[1, col].set(title="zoom: the last half of every run", xlabel="optimizer step", ylabel="validation x 100")
+        grid[1, col].title.set_fontsize(9)
+    plateau = any((r.get("config") or {}).get("patience") for r in summary["runs"])
     last_of_recipe = {recipe: i for i, (recipe, _, _) in enumerate(panels)}  # one legend per recipe: colours differ
     for i in last_of_recipe.values():
-        axes[i].legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
-                       title=("one line per run, x: where it stopped at its plateau"
-                              if any((r.get("config") or {}).get("patience") for r in summary["runs"]) else
-                              "solid: mean of the seeds named, band: their min-max")
-                             + ";\ndashed: a collapsed seed (at chance on >= half its tasks)", title_fontsize=6)
+        grid[0, i].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+                          title=("one line per run, x: where it stopped at its plateau" if plateau else
+                                 "solid: mean of the seeds named,\nband: their min-max")
+                                + ";\ndashed: a collapsed seed\n(at chance on >= half its tasks)", title_fontsize=8)
     return fig
+
+
+def _draw_curves(ax: Any, summary: Summary, recipe: str, runs: list[dict[str, Any]]) -> None:
+    """One panel's curves: per method entry, one line per run (plateau runs) or the seeds' mean and band."""
+    for i, method_id in enumerate(dict.fromkeys(r["method_id"] for r in runs)):
+        colour = PALETTE[i % len(PALETTE)]
+        collapsed = set(collapsed_seeds(summary, recipe, method_id))
+        mine = [r for r in runs if r["method_id"] == method_id]
+        label = mine[0]["label"]
+        if any((r.get("config") or {}).get("patience") for r in mine):  # runs stop at their own plateau
+            _plateau_lines(ax, mine, collapsed, label, colour, runs_of(summary, recipe, method_id))
+            continue
+        steps = [e["step"] for e in mine[0]["evals"]]
+        kept = [r for r in mine if r["seed"] not in collapsed and len(r["evals"]) == len(steps)]
+        name = f"{label}: seeds {', '.join(str(r['seed']) for r in kept) or '-'}"
+        if kept:
+            values = np.array([[100 * e["score"] for e in r["evals"]] for r in kept])
+            ax.plot(steps, values.mean(0), "o-", markersize=3, color=colour, label=name)
+            ax.fill_between(steps, values.min(0), values.max(0), color=colour, alpha=0.15)
+        for r in (r for r in mine if r["seed"] in collapsed):
+            ax.plot([e["step"] for e in r["evals"]], [100 * e["score"] for e in r["evals"]], "--", linewidth=0.9,
+                    color=colour, label=f"{label}: seed {r['seed']} collapsed")
 
 
 def _plateau_lines(ax: Any, runs: list[dict[str, Any]], collapsed: set[int], label: str, colour: Any,
                    every_task: list[dict[str, Any]]) -> None:
     """One thin line per run (each stops at its own plateau; x: where it stopped), and in the legend
-    (one per recipe) the largest gain any run of the method, on any task (``every_task``), made in
-    its last quarter of steps: the convergence check, as RESULTS.md's training-length table gives it."""
-    from .tables import last_quarter_gain
+    (one per recipe) how many of the method's runs, on every task (``every_task``), had their best
+    validation score at their last evaluation, as RESULTS.md's training-length table gives it."""
+    from .tables import best_at_last_eval
 
-    gains = [last_quarter_gain(r["evals"]) for r in every_task]
+    rising = sum(best_at_last_eval(r) for r in every_task)
     for i, r in enumerate(runs):
         steps, values = [e["step"] for e in r["evals"]], [100 * e["score"] for e in r["evals"]]
         dashed = r["seed"] in collapsed
         ax.plot(steps, values, "--" if dashed else "-", linewidth=0.8, color=colour, alpha=0.7,
-                label=(f"{label}: {len(every_task)} runs, last-quarter gain <= {np.nanmax(gains):+.2f}" if i == 0 else None))
+                label=(f"{label}: {len(every_task)} runs, {rising} best at the last evaluation" if i == 0 else None))
         ax.plot(steps[-1:], values[-1:], "x", color=colour, markersize=4)
 
 
-def _tuning_points(tuning: dict[str, Any], key: str) -> dict[str, list[tuple[int, float]]]:
-    """rate -> (tuning seed, best validation score) of every search run of ``key``."""
-    import re
-
-    points: dict[str, list[tuple[int, float]]] = {}
-    for run_id, curve in (tuning.get("curves") or {}).items():
-        seed = re.search(r"__s(\d+)__lr", run_id)
-        if curve.get("tune_key") == key and seed and curve.get("validation"):
-            points.setdefault(f"{curve['lr']:g}", []).append((int(seed.group(1)), max(curve["validation"])))
-    return points
-
-
 def fig_lr_search(summary: Summary) -> Figure | None:
-    """Each method's best validation score per rate: every tuning seed (dots) and their mean (line),
-    the chosen rate (star) and the majority-class level (dashed, from the test label frequencies)."""
-    tuning = summary.get("tuning")
-    if not tuning or tuning.get("taken_from"):  # a derived scale reuses another's search: no figure of its own
-        return None
-    kinds = sorted({key.split(":", 1)[0] for key in tuning["scores"]})
-    fig = Figure(figsize=(5.2 * len(kinds) + 2.5, 3.6), layout="constrained")
-    axes = fig.subplots(1, len(kinds), squeeze=False)[0]
-    for ax, kind in zip(axes, kinds):
-        keys = [k for k in tuning["scores"] if k.startswith(kind + ":")]
-        for i, key in enumerate(keys):
-            colour = PALETTE[i % len(PALETTE)]
-            rates = sorted(tuning["scores"][key], key=float)
-            ax.plot([float(r) for r in rates], [100 * tuning["scores"][key][r] for r in rates], "-", color=colour,
-                    label=tune_key_text(tuning, key).split(":", 1)[1])
-            for rate, points in _tuning_points(tuning, key).items():
-                jitter = 1 + 0.04 * (i - (len(keys) - 1) / 2)
-                ax.scatter([float(rate) * jitter] * len(points), [100 * v for _, v in points], s=10, color=colour,
-                           edgecolors="black", linewidths=0.3, zorder=3)
-            chosen = tuning["chosen"][key]
-            ax.plot(chosen, 100 * tuning["scores"][key][f"{chosen:g}"], "*", markersize=12, color=colour)
-        recipe = "single_task" if kind == "single" else "multi_task"
-        run_tasks = sorted({t for r in runs_of(summary, recipe) for t in r["tasks"]})
-        levels = chance_levels(summary, run_tasks, _main_metrics(summary, recipe))
-        level = levels.get("avg") if kind == "multi" else (np.mean([levels[t] for t in run_tasks if t in levels])
-                                                            if any(t in levels for t in run_tasks) else None)
-        if level is not None:
-            ax.axhline(level, color="black", linestyle="--", linewidth=0.8, label="majority class")
-        seeds = ", ".join(str(s) for s in tuning["seeds"])
-        ax.set(xscale="log", xlabel="peak learning rate", ylabel="best validation x 100",
-               title=f"{kind}-task search, tuning seeds {seeds}\n(dots: seeds, line: their mean, star: chosen)")
-        ax.title.set_fontsize(9)
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    return fig
+    """The search (``search.fig_lr_search``) with each searched task's majority-class level."""
+    tasks = sorted({t for r in summary["runs"] for t in r["tasks"]})
+    metrics = {t: m for r in summary["runs"] for t, m in r["main_metrics"].items()}
+    return search_figure(summary, chance_levels(summary, tasks, metrics))
 
 
 def fig_emd_sweep(summary: Summary, derived: Derived | None = None) -> Figure | None:
@@ -247,9 +228,10 @@ def fig_task_embeddings(summary: Summary) -> Figure | None:
     titles = {"trained": "rank router, trained (contrastive weight 0.1)",
               "no_contrastive": "control: trained without contrastive loss",
               "initial": "control: at initialisation"}
-    fig = plot_embedding_study(studies, tasks, titles)
-    fig.suptitle("last-layer task embeddings (seed paper 1, Fig. 2): colour = task, marker = module")
-    return fig
+    tests = {k: neighbour_test(v["points"]) for k, v in studies.items() if k in titles and v.get("points")}
+    sentence = regions_sentence(tests, titles)
+    head = "last-layer task embeddings (seed paper 1, Fig. 2): does each task get a region of its own?"
+    return plot_embedding_study(studies, tasks, titles, tests, "\n".join([head, *textwrap.wrap(sentence, 160)]))
 
 
 def fig_chosen_ranks(summary: Summary, derived: Derived | None = None) -> Figure | None:
@@ -261,10 +243,11 @@ def fig_chosen_ranks(summary: Summary, derived: Derived | None = None) -> Figure
                                  f"(all seeds agree in {100 * data['all_seeds_agree']:.0f}% of cells)")
 
 
-def _gate_figure(summary: Summary, needs: str, method_id: str, title: str) -> Figure | None:
-    """Gate probability per task (rows) and gate (columns) of each last-layer module: the mean over
-    the seeds that did not collapse, annotated with their spread (half the min-max range); ``title``
-    may name the entry's label as ``{label}``."""
+def _gate_figure(summary: Summary, needs: str, method_id: str, title: str, xlabel: str) -> Figure | None:
+    """Gate probability per task (rows) and gate (columns, numbered from 1) of each last-layer
+    module: the mean over the seeds that did not collapse, annotated with their spread (half the
+    min-max range), on a colour scale that spans the values shown; ``title`` may name the entry's
+    label as ``{label}``."""
     runs = [r for r in _runs(summary, "multi_task", needs=needs, has="gates") if r["method_id"] == method_id]
     if not runs:
         return None
@@ -280,35 +263,40 @@ def _gate_figure(summary: Summary, needs: str, method_id: str, title: str) -> Fi
     gates = [c for c in table.columns if c.startswith("gate_")]
     modules = list(dict.fromkeys(table["name"]))
     tasks = list(dict.fromkeys(table["task"]))
-    fig = Figure(figsize=(0.62 * len(gates) * len(modules) + 3.2, 0.42 * len(tasks) + 2.4), layout="constrained")
+    vmax = float(np.ceil(10 * table[gates].groupby([table["name"], table["task"]]).mean().to_numpy().max()) / 10)
+    fig = Figure(figsize=(0.95 * len(gates) * len(modules) + 3.4, 0.55 * len(tasks) + 2.4), layout="constrained")
     axes = fig.subplots(1, len(modules), squeeze=False)[0]
     several = len(kept) > 1  # one seed has no spread to show
     for ax, module in zip(axes, modules):
         rows = table[table["name"] == module].groupby("task", sort=False)[gates]
         mean, spread = rows.mean().reindex(tasks).to_numpy(), (rows.max() - rows.min()).reindex(tasks).to_numpy() / 2
-        heatmap(ax, mean, [g.split("_")[1] for g in gates], tasks, cmap="magma", annotate=False, vmin=0, vmax=1,
-                xrotation=0, colorbar=ax is axes[-1], colorbar_label="gate probability")
+        heatmap(ax, mean, [int(g.split("_")[1]) + 1 for g in gates], tasks, cmap="magma", annotate=False, vmin=0,
+                vmax=vmax, xrotation=0, xtick_fontsize=9, ytick_fontsize=9, colorbar=ax is axes[-1],
+                colorbar_label="gate probability")
         for (i, j), value in np.ndenumerate(mean):
             text = f"{value:.2f}\n±{spread[i, j]:.2f}" if several else f"{value:.2f}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=5,
-                    color="black" if value > 0.6 else "white")
+            ax.text(j, i, text, ha="center", va="center", fontsize=8,
+                    color="black" if value > 0.6 * vmax else "white")
         ax.set(title=f"layer {module.split('layer.')[-1].split('.')[0]}: {module.rsplit('.', 1)[-1]}",
-               xlabel="gate index (rank / expert)", ylabel="task")
+               xlabel=xlabel, ylabel="task")
     used = ", ".join(str(r["seed"]) for r in kept)
     left_out = sorted(collapsed & {r["seed"] for r in runs})
     note = f"; collapsed seeds {left_out} left out" if left_out and len(kept) < len(runs) else ""
-    shown = f"mean over seeds {used}{note}; ± half the seeds' min-max range" if several else f"seed {used} only{note}"
-    fig.suptitle(f"{title}\n{shown}", fontsize=9)
+    shown = (f"mean over seeds {used}{note}; ± half the seeds' min-max range (how far they spread)" if several
+             else f"seed {used} only{note}")
+    fig.suptitle(f"{title}\n{shown}", fontsize=10)
     return fig
 
 
 def fig_router_distribution(summary: Summary) -> Figure | None:
     return _gate_figure(summary, RANK_CHOOSING, router_id(summary),
-                        "{label}: gate probability per rank and task (last layer)")
+                        "{label}: gate probability per rank and task (last layer)",
+                        "rank k the gate selects (the task uses ranks 1..k)")
 
 
 def fig_mor_router(summary: Summary) -> Figure | None:
-    return _gate_figure(summary, EXPERT_ROUTED, MOR_ID, "{label}: mean router weight per expert and task (last layer)")
+    return _gate_figure(summary, EXPERT_ROUTED, MOR_ID, "{label}: mean router weight per expert and task (last layer)",
+                        "expert")
 
 
 def fig_effective_rank(summary: Summary) -> Figure | None:
@@ -388,21 +376,35 @@ def fig_adalora_budget(summary: Summary) -> Figure | None:
 def fig_mor_params(summary: Summary, d: int = 384, modules: int = 12) -> Figure:
     """Trainable parameters vs number of experts, not a result of the runs: the two sides of the claim
     "MoR beats N full LoRA experts (MoELoRA) with fewer parameters", one shared A, B (MoR) vs N full
-    LoRA experts.  Their methods come from the claim's method entries in the recipes (by method_id),
-    each named by the first word of its label."""
+    LoRA experts, on a linear axis (MoELoRA grows linearly in N, MoR almost not), with the pair the
+    claim compares marked.  Their methods come from the claim's method entries in the recipes (by
+    method_id), each named by the first word of its label."""
     claim = next(c for c in CLAIMS if c.key == "mor_vs_moelora")
     (shared, shared_name), (per_expert, expert_name) = (
         (MULTI_TASK_METHODS[method_id][0], label.split()[0]) for method_id, label in
         ((claim.b, claim.b_label), (claim.a, claim.a_label)))
     experts = np.arange(1, 17)
-    lines = []
+    fig = Figure(figsize=(6.2, 3.9), layout="constrained")
+    ax = fig.add_subplot()
     for r, style in ((8, "-"), (32, "--")):
         for method, colour, label in ((shared, PALETTE[0], f"{shared_name}, shared rank {r}"),
                                       (per_expert, PALETTE[5], f"{expert_name}, {r}-rank experts")):
             counts = [modules * sum(module_params(method, d, d, r=r, n_experts=int(n)).values()) for n in experts]
-            lines.append({"x": experts, "y": counts, "label": label, "style": style, "color": colour})
-    return plot_lines(lines, xlabel="experts N", ylabel="trainable adapter params", yscale="log", legend_fontsize=7,
-                      title=f"parameters vs experts ({modules} modules of {d} x {d})")
+            ax.plot(experts, np.array(counts) / 1e6, style, color=colour, label=label)
+    pair = []
+    for shift, (method_id, label, colour) in zip((-0.2, 0.2), ((claim.b, claim.b_label, PALETTE[0]),
+                                                              (claim.a, claim.a_label, PALETTE[5]))):
+        method, options = MULTI_TASK_METHODS[method_id]
+        n = modules * sum(module_params(method, d, d, **options).values())
+        pair.append(n)
+        ax.plot(options["n_experts"] + shift, n / 1e6, "*", markersize=13, color=colour, markeredgecolor="black",
+                label=f"compared: {label} ({n:,})")
+    ax.annotate(f"{shared_name} / {expert_name} = {pair[0] / pair[1]:.3f}", (8, pair[1] / 1e6),
+                textcoords="offset points", xytext=(12, 10), fontsize=9)
+    ax.set(xlabel="experts N", ylabel="trainable adapter params (millions)",
+           title=f"parameters vs experts ({modules} modules of {d} x {d})")
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
 
 
 FIGURES: dict[str, Callable[[Summary, Derived], Figure | None]] = {

@@ -6,7 +6,7 @@ the figures survive greyscale printing; legends sit outside the data.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Collection, Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -17,6 +17,12 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F
 HATCHES = ("", "//", "..", "xx", "\\\\", "--", "oo", "++")
 VERDICT_COLOURS = {"reproduced": "#009E73", "contradicted": "#D55E00", "paper's effect ruled out": "#0072B2",
                    "inconclusive": "#7f7f7f", "confounded by collapse": "#CC79A7"}
+def p_text(p: float) -> str:
+    """A p-value as printed: three decimals, or "p < 0.001"."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")  # with PALETTE: series told apart by shape too
 COLLAPSED = dict(marker="x", color="#D55E00", s=22, linewidths=1.2, zorder=4)  # a seed at chance
 
 
@@ -47,9 +53,16 @@ def plot_dot_intervals(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], pa
                     continue
                 seeds = np.asarray(cell["per_seed"], dtype=float)
                 low, high = (cell["low"], cell["high"]) if np.isfinite(cell["low"]) else (cell["mean"], cell["mean"])
-                ax.errorbar(p, cell["mean"], yerr=[[cell["mean"] - low], [high - cell["mean"]]], fmt="o",
-                            color=PALETTE[i % len(PALETTE)], markersize=5, capsize=2, linewidth=1.2,
+                floor = -100.0 if ylabel.split()[0] in ("mcc", "pearson") else 0.0  # the metric's range x 100
+                clipped = [end for end, out in ((floor, low < floor), (100.0, high > 100.0)) if out]
+                low, high = max(low, floor), min(high, 100.0)
+                ax.errorbar(p, cell["mean"], yerr=[[cell["mean"] - low], [high - cell["mean"]]],
+                            fmt=MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)], markersize=5,
+                            markeredgecolor="black", markeredgewidth=0.4, capsize=2, linewidth=1.2,
                             label=name if group == groups[0] else None)
+                for end in clipped:  # an interval cut at the metric's range: an open arrow at the cut
+                    ax.plot(p, end, "^" if end > 0 else "v", markerfacecolor="white", markersize=5,
+                            markeredgecolor=PALETTE[i % len(PALETTE)], zorder=4)
                 ax.scatter(np.full(len(seeds), p + offset * 0.3), seeds, s=8, color="black", linewidths=0, zorder=3)
                 bad = list((at_chance or {}).get(name, {}).get(group, []))
                 if bad:
@@ -67,12 +80,15 @@ def plot_dot_intervals(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], pa
                     ax.hlines(chance[group], j - 0.45, j + 0.45, colors="black", linestyles="--", linewidth=0.8)
                 else:  # far below the results: named at the axis' foot rather than squeezing them
                     ax.annotate(f"majority\n{chance[group]:.1f} ↓", (j, bottom), textcoords="offset points",
-                                xytext=(0, 3), ha="center", va="bottom", fontsize=6)
+                                xytext=(0, 3), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(x, list(groups), fontsize=8, rotation=30 if len(groups) > 4 else 0)
         ax.set(ylabel=ylabel, xlim=(-0.6, len(groups) - 0.4))
         ax.grid(axis="y", linewidth=0.3)
-    handles = [axes[0].errorbar([], [], yerr=[], fmt="o", color=PALETTE[i % len(PALETTE)], label=name)
+    handles = [axes[0].errorbar([], [], yerr=[], fmt=MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)],
+                                markeredgecolor="black", markeredgewidth=0.4, label=name)
                for i, name in enumerate(series)]
+    handles.append(axes[0].plot([], [], "^", markerfacecolor="white", markeredgecolor="black",
+                                label="interval cut at the metric's range")[0])
     handles += [axes[0].scatter([], [], s=8, color="black", label="one seed"),
                 axes[0].scatter([], [], label="seed at chance (MCC < 0.1)", **COLLAPSED)]
     if chance:
@@ -83,15 +99,15 @@ def plot_dot_intervals(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], pa
         for yi, (table, method, value, index) in zip(y, paper):
             colour = PALETTE[index % len(PALETTE)] if index is not None else "black"
             ax.plot(value, yi, "D", color=colour, markeredgecolor="black", markersize=6)
-            ax.annotate(f"{value:.2f}", (value, yi), textcoords="offset points", xytext=(6, -3), fontsize=7)
-        ax.set_yticks(y, [f"{table}: {method}" for table, method, _, _ in paper], fontsize=7)
+            ax.annotate(f"{value:.2f}", (value, yi), textcoords="offset points", xytext=(6, -3), fontsize=8)
+        ax.set_yticks(y, [f"{table}: {method}" for table, method, _, _ in paper], fontsize=8)
         low, high = min(v for *_, v, _ in paper), max(v for *_, v, _ in paper)
         ax.set(xlim=(low - 1.5, high + 2.0), ylim=(-0.7, len(paper) - 0.3), xlabel="paper's GLUE average",
                title="the papers' numbers\n(other backbone and tasks)")
-        ax.title.set_fontsize(8)
+        ax.title.set_fontsize(9)
         ax.grid(axis="x", linewidth=0.3)
-    fig.legend(handles=handles, loc="outside right upper", fontsize=7, frameon=False,
-               title="mean, 95% t-interval over seeds", title_fontsize=7)
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False,
+               title="mean, 95% t-interval over seeds", title_fontsize=8)
     fig.suptitle(title)
     return fig
 
@@ -150,45 +166,59 @@ def plot_interval_bars(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], gr
 
 
 def plot_claims(judged: Sequence[Mapping[str, Any]], title: str,
-                panels: Sequence[tuple[str, Sequence[str]]] | None = None) -> Figure:
-    """One row per claim: our B - A with its 95% t-interval over seeds (coloured by verdict), the
-    Holm-corrected interval as a thin line, the minimal detectable effect as a shaded band around
-    0 and the paper's difference as a hollow diamond.  ``panels``: (title, recipes) per panel, each
-    with its own x-range (default: one panel)."""
+                panels: Sequence[tuple[str, Sequence[str]]] | None = None,
+                superseded: Collection[str] = ()) -> Figure:
+    """One row per claim: our B - A with its 95% t-interval over seeds (coloured by its headline verdict:
+    Holm's where the claims are tested together, the unadjusted one beside it) and
+    every seed's paired difference (black dots under it), the Holm-corrected interval as a thin
+    line, the minimal detectable effect as a shaded band around 0 and the paper's difference as a
+    hollow diamond just above the row (so it never hides our mean).  ``panels``: (title, recipes)
+    per panel, each with its own x-range (default: one panel); claims of ``superseded`` recipes
+    are drawn faded and say so (another protocol's verdicts replace them)."""
     groups = [(p_title, [c for c in judged if recipes is None or c["recipe"] in recipes])
               for p_title, recipes in (panels or [("", None)])]
     panels = [(p_title, rows) for p_title, rows in groups if rows]
     heights = [len(rows) + 0.8 for _, rows in panels]
-    fig = Figure(figsize=(9.5, 0.6 * sum(heights) + 1.8), layout="constrained")
+    fig = Figure(figsize=(10, 0.75 * sum(heights) + 1.9), layout="constrained")
     axes = fig.subplots(len(panels), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[:, 0]
     for ax, (p_title, rows) in zip(axes, panels):
         y = np.arange(len(rows))[::-1]
         for yi, claim in zip(y, rows):
-            colour = VERDICT_COLOURS[claim["verdict"]]
+            old = claim["recipe"] in superseded
+            headline = claim.get("holm_verdict") or claim["verdict"]  # Holm's, where claims are tested together
+            colour, alpha = VERDICT_COLOURS[headline], 0.4 if old else 1.0
             mde = claim["minimal_detectable_effect"]
             if np.isfinite(mde):
                 ax.fill_betweenx([yi - 0.3, yi + 0.3], -mde, mde, color="#dddddd", linewidth=0)
             if "holm_low" in claim:
-                ax.plot([claim["holm_low"], claim["holm_high"]], [yi - 0.18] * 2, color=colour, linewidth=0.8)
-            ax.plot([claim["low"], claim["high"]], [yi, yi], color=colour, linewidth=2.5)
-            ax.plot(claim["difference"], yi, "o", color=colour, markersize=6)
+                ax.plot([claim["holm_low"], claim["holm_high"]], [yi + 0.14] * 2, color=colour, linewidth=0.9,
+                        alpha=alpha)
+            ax.plot([claim["low"], claim["high"]], [yi, yi], color=colour, linewidth=2.5, alpha=alpha)
+            ax.plot(claim["difference"], yi, "o", color=colour, markersize=6, alpha=alpha, zorder=3)
+            seeds = claim.get("per_seed") or []
+            ax.scatter(seeds, np.full(len(seeds), yi - 0.2), s=10, color="black", alpha=alpha, linewidths=0, zorder=3)
             if claim.get("paper_difference") is not None:
-                ax.plot(claim["paper_difference"], yi, "D", markerfacecolor="none", markeredgecolor="black",
-                        markersize=6)
-            note = claim["verdict"] + (f"\n(Holm: {claim['holm_verdict']})" if claim.get("holm_verdict") else "")
-            ax.text(1.01, yi, note, transform=ax.get_yaxis_transform(), va="center", fontsize=7, color=colour)
+                ax.plot(claim["paper_difference"], yi + 0.3, "D", markerfacecolor="none", markeredgecolor="black",
+                        markersize=6, zorder=3)
+            note = (f"Holm: {headline}\n(unadjusted: {claim['verdict']})" if claim.get("holm_verdict")
+                    else claim["verdict"])
+            note += "\nsuperseded" if old else ""
+            ax.text(1.01, yi, note, transform=ax.get_yaxis_transform(), va="center", fontsize=8, color=colour,
+                    alpha=max(alpha, 0.6))
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y, [f"{c['text']}\n({c.get('b_label') or c['b']} − {c.get('a_label') or c['a']}, "
-                          f"{c['n_seeds']} seeds)" for c in rows], fontsize=7)
+                          f"{c['n_seeds']} seeds)" for c in rows], fontsize=8)
+        ax.tick_params(axis="x", labelsize=8)
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_title(p_title, fontsize=9)
-    axes[-1].set_xlabel("difference B − A, points (mean of the tasks' main metric x 100, test)")
+    axes[-1].set_xlabel("difference B − A, points (mean of the tasks' main metric x 100, test)", fontsize=9)
     handles = [axes[-1].plot([], [], "o-", color="#7f7f7f", linewidth=2.5, label="ours: mean, 95% t-interval (seeds)")[0],
-               axes[-1].plot([], [], "-", color="#7f7f7f", linewidth=0.8, label="Holm-corrected interval")[0],
+               axes[-1].scatter([], [], s=10, color="black", label="each seed's paired difference"),
+               axes[-1].plot([], [], "-", color="#7f7f7f", linewidth=0.9, label="Holm-corrected interval")[0],
                axes[-1].plot([], [], "D", markerfacecolor="none", markeredgecolor="black", label="paper")[0],
                axes[-1].fill_between([], [], color="#dddddd", label="± minimal detectable effect")]
     handles += [axes[-1].plot([], [], "s", color=c, label=v)[0] for v, c in VERDICT_COLOURS.items()]
-    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=7, frameon=False)
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(title)
     return fig
 
@@ -207,7 +237,7 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], title: str) -> Figure:
         right.bar(i, r["effective_rank"], 0.6, color=PALETTE[i % len(PALETTE)], hatch=HATCHES[i % len(HATCHES)],
                   edgecolor="white")
         right.text(i, r["effective_rank"] + 0.05, f"{r['effective_rank']:.2f} (max {r['max_rank']})", ha="center",
-                   fontsize=7)
+                   fontsize=8)
     left.set_xticks(x, names, fontsize=8)
     left.set(ylabel="test score x 100 (mean of tasks)", title="accuracy: mean, 95% CI, seeds")
     right.set_xticks(x, names, fontsize=8)
@@ -217,52 +247,80 @@ def plot_sweep(rows: Sequence[Mapping[str, Any]], title: str) -> Figure:
 
 
 def plot_embedding_study(studies: Mapping[str, Mapping[str, Any]], task_names: Sequence[str],
-                         titles: Mapping[str, str]) -> Figure:
-    """Top row: the t-SNE of each study (colour = task, marker = module); bottom row: its task x
-    task cosine matrix with the permutation test in the title."""
+                         titles: Mapping[str, str], tests: Mapping[str, Mapping[str, float]] | None = None,
+                         sentence: str = "") -> Figure:
+    """Top row: the t-SNE of each study, every task with its own colour and marker (query module
+    filled, value module hollow) and its points joined to their centre, so a task with a region
+    of its own shows as a tight star; ``tests[key]``: the nearest-neighbour test of that map.
+    Bottom row: the task x task cosine matrix on a diverging scale that spans its off-diagonal
+    values (near-zero cosines stay visibly near zero), with the permutation test in the title.
+    ``sentence``: what the maps show (the figure's title)."""
     keys = [k for k in titles if k in studies]
-    fig = Figure(figsize=(4.6 * len(keys), 8.6), layout="constrained")
+    fig = Figure(figsize=(4.9 * len(keys) + 1.2, 9.4), layout="constrained")
     axes = fig.subplots(2, len(keys), squeeze=False)
-    markers = {"query": "o", "value": "s", "key": "^", "dense": "D"}
     for col, key in enumerate(keys):
         data = studies[key]
         ax = axes[0][col]
-        for point_task in range(len(task_names)):
-            for module, marker in markers.items():
-                pts = [p for p in data["points"] if p["task"] == point_task and p["module"] == module]
-                if pts:
-                    ax.scatter([p["x"] for p in pts], [p["y"] for p in pts], marker=marker, s=28,
-                               color=PALETTE[point_task % len(PALETTE)], edgecolors="black", linewidths=0.3)
+        for t in range(len(task_names)):
+            pts = [p for p in data["points"] if p["task"] == t]
+            if not pts:
+                continue
+            colour, marker = PALETTE[t % len(PALETTE)], MARKERS[t % len(MARKERS)]
+            cx, cy = np.mean([p["x"] for p in pts]), np.mean([p["y"] for p in pts])
+            for p in pts:
+                ax.plot([cx, p["x"]], [cy, p["y"]], color=colour, linewidth=0.6, alpha=0.6)
+            for filled in (True, False):
+                mine = [p for p in pts if (p["module"] == pts[0]["module"]) == filled]
+                ax.scatter([p["x"] for p in mine], [p["y"] for p in mine], marker=marker, s=34, linewidths=0.9,
+                           color=colour if filled else "white", edgecolors=colour if not filled else "black", zorder=3)
         method = data["points"][0]["method"] if data["points"] else ""
-        ax.set(title=f"{titles[key]}\n{method}, seeds {', '.join(map(str, data['seeds']))} x {len(data['modules'])} modules",
-               xlabel="dim 1", ylabel="dim 2")
+        test = (tests or {}).get(key)
+        found = (f"\nnearest other-seed point, same task: {100 * test['same_task']:.0f}% "
+                 f"(chance {100 * test['chance']:.0f}%), "
+                 f"{p_text(test['p_value'])}") if test else ""
+        ax.set(title=f"{titles[key]}\n{method}, seeds {', '.join(map(str, data['seeds']))} x "
+                     f"{len(data['modules'])} modules{found}", xlabel="dim 1", ylabel="dim 2")
         ax.title.set_fontsize(9)
         matrix = np.asarray(data["cosine"])
-        heatmap(axes[1][col], matrix, task_names, task_names, cmap="cividis", vmin=-1, vmax=1, fmt=".2f",
-                colorbar=col == len(keys) - 1, colorbar_label="cosine similarity")
-        test = data.get("test")
-        note = (f"{'+'.join(data['group'])} vs rest: Δcos {test['statistic']:+.3f}, p = {test['p_value']:.3f}"
-                if test else "")
-        axes[1][col].set_title(f"mean cosine (seeds, modules)\n{note}", fontsize=8)
-    handles = [axes[0][0].scatter([], [], color=PALETTE[i % len(PALETTE)], label=t) for i, t in enumerate(task_names)]
-    handles += [axes[0][0].scatter([], [], marker=m, color="white", edgecolors="black", label=f"{name} module")
-                for name, m in markers.items() if any(p["module"] == name for s in studies.values() for p in s["points"])]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+        off = np.abs(matrix[~np.eye(len(matrix), dtype=bool)]).max()
+        scale = float(np.ceil(max(off, 0.05) * 20) / 20)
+        heatmap(axes[1][col], np.where(np.eye(len(matrix), dtype=bool), np.nan, matrix), task_names, task_names,
+                cmap="RdBu_r", vmin=-scale, vmax=scale, fmt=".2f", fontsize=8, xtick_fontsize=9, ytick_fontsize=9,
+                colorbar=True, colorbar_label="cosine (diagonal: 1, not coloured)")
+        group = data.get("test")
+        note = (f"{'+'.join(data['group'])} vs rest: Δcos {group['statistic']:+.3f}, p = {group['p_value']:.3f}"
+                if group else "")
+        axes[1][col].set_title(f"mean cosine (seeds, modules), scale ±{scale:g}\n{note}", fontsize=9)
+    handles = [axes[0][0].scatter([], [], marker=MARKERS[i % len(MARKERS)], color=PALETTE[i % len(PALETTE)],
+                                  edgecolors="black", label=t) for i, t in enumerate(task_names)]
+    modules = sorted({p["module"] for s in studies.values() for p in s["points"]})
+    if len(modules) == 2:
+        handles += [axes[0][0].scatter([], [], marker="o", color="grey", edgecolors="black", label=f"{modules[0]} module"),
+                    axes[0][0].scatter([], [], marker="o", color="white", edgecolors="grey", label=f"{modules[1]} module")]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=9, frameon=False,
+               title="task (colour and marker);\nlines join a task's points\nto their centre", title_fontsize=8)
+    fig.suptitle(sentence, fontsize=9)
     return fig
 
 
 def plot_rank_consistency(chosen: Mapping[str, np.ndarray], columns: Sequence[str], task_names: Sequence[str],
                           title: str) -> Figure:
-    """Mean chosen rank per task (rows) and layer.module (columns) over seeds, annotated with the
-    spread across seeds (max - min); ``chosen[task]`` is (seeds, columns)."""
-    mean = np.array([np.asarray(chosen[t]).mean(0) for t in task_names])
-    spread = np.array([np.ptp(np.asarray(chosen[t]), 0) for t in task_names])
-    fig = Figure(figsize=(0.55 * len(columns) + 3, 0.45 * len(task_names) + 2.2), layout="constrained")
+    """Mean chosen rank per task (rows) and layer.module (columns) over seeds (colour), each cell
+    annotated with the seeds' range, lowest-highest (one number when every seed chose the same rank,
+    underlined): a spread never rounds to "±0"; ``chosen[task]`` is (seeds, columns)."""
+    values = {t: np.asarray(chosen[t]) for t in task_names}
+    mean = np.array([values[t].mean(0) for t in task_names])
+    low = np.array([values[t].min(0) for t in task_names])
+    high = np.array([values[t].max(0) for t in task_names])
+    fig = Figure(figsize=(0.75 * len(columns) + 3.2, 0.55 * len(task_names) + 2.4), layout="constrained")
     ax = fig.add_subplot()
-    heatmap(ax, mean, columns, task_names, cmap="cividis", annotate=False, vmin=1, xrotation=60,
-            colorbar_label="mean chosen rank over seeds")
+    heatmap(ax, mean, columns, task_names, cmap="cividis", annotate=False, vmin=1, xrotation=60, xtick_fontsize=8,
+            ytick_fontsize=9, colorbar_label="mean chosen rank over seeds")
     for (i, j), value in np.ndenumerate(mean):
-        ax.text(j, i, f"{value:.0f}\n±{spread[i, j] / 2:.0f}" if spread[i, j] else f"{value:.0f}", ha="center",
-                va="center", fontsize=6, color="white" if value < mean.max() * 0.6 else "black")
-    ax.set(title=title, xlabel="layer.module", ylabel="task")
+        agree = low[i, j] == high[i, j]
+        ax.text(j, i, f"{low[i, j]:.0f}" if agree else f"{low[i, j]:.0f}-{high[i, j]:.0f}", ha="center", va="center",
+                fontsize=8, fontweight="bold" if agree else "normal", color="white" if value < mean.max() * 0.6 else "black")
+    ax.set(title=title + "\ncell: the seeds' chosen ranks, lowest-highest (bold: every seed chose the same)",
+           xlabel="layer.module", ylabel="task")
+    ax.title.set_fontsize(10)
     return fig

@@ -34,10 +34,20 @@ def _rows(rows: list[dict[str, Any]] | None, columns: Sequence[str], digits: int
     return [{c: clean(r[c]) for c in columns if c in r} for r in rows or []]
 
 
+def _spectrum(row: dict[str, Any]) -> list[float]:
+    """A report row's singular values of ΔW, largest first (sigma_1, sigma_2, ... up to its rank)."""
+    values = [row[f"sigma_{k}"] for k in range(1, 1 + sum(c.startswith("sigma_") for c in row))]
+    return [float(f"{v:.5g}") for v in values if v is not None and np.isfinite(v)]
+
+
 def _slim_analysis(analysis: dict[str, Any]) -> dict[str, Any]:
-    """What the figures read from a run's analysis (the full one stays in the run folder)."""
+    """What the figures read from a run's analysis (the full one stays in the run folder); each
+    report row keeps its whole spectrum where the analysis has it (format 4 on)."""
     slim = {k: analysis[k] for k in ("method", "tasks", "capabilities", "rank_curve") if k in analysis}
     slim["report"] = _rows(analysis.get("report"), REPORT_COLUMNS)
+    if (analysis.get("format") or 0) >= 4:
+        for row, full in zip(slim["report"], analysis.get("report") or []):
+            row["spectrum"] = _spectrum(full)
     if "router" in analysis:
         slim["router"] = _rows(analysis["router"], ROUTER_COLUMNS)
     if analysis.get("gates"):
@@ -62,6 +72,7 @@ def run_summary(run: RunSpec, folder: Path) -> dict[str, Any]:
         "tasks": record["tasks"], "backbone": record["backbone"], "main_metrics": record["main_metrics"],
         "test": record.get("test") or {}, "best": record.get("best"), "params": record["params"],
         "steps": record["steps"], "wall_time_s": round(record["wall_time_s"], 1),
+        "selectable_from": record.get("selectable_from", 0), "validation_sizes": record.get("validation_sizes", {}),
         "rank_history": [{"step": h["step"], "total": h["total"]} for h in record.get("rank_history", [])],
         "final_ranks": (record.get("rank_history") or [{}])[-1].get("per_module", {}),
         "evals": [{"step": e["step"], "score": round(e["score"], 5), "train_loss": round(e["train_loss"], 5)}
@@ -145,6 +156,9 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
     tuning_file = Path(results) / TUNING_NAME
     tuning = read_tuning(tuning_file) if tuning_file.is_file() else (previous or {}).get("tuning")
     planned = recipe_runs(names, scale_spec, seeds, (tuning or {}).get("chosen"))
+    n_planned = len(planned)
+    if scale_spec.tuning_seeds and tuning is not None and not tuning.get("chosen"):
+        planned = []  # the search is unfinished: no run at a rate of its own belongs to the protocol yet
     runs = [run for run in planned if is_finished(run_folder(results, run))]
     here = {r.run_id for r in runs}
     kept = finished_in_summary([r for r in planned if r.run_id not in here], previous)
@@ -179,7 +193,7 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
     return {
         "format": SUMMARY_FORMAT, "scale": scale, "description": scale_spec.description,
         "seeds": {r["recipe"]: sorted({x["seed"] for x in summaries if x["recipe"] == r["recipe"]}) for r in summaries},
-        "planned_runs": len(planned), "versions": package_versions(), "hardware": _hardware(summaries),
+        "planned_runs": n_planned, "versions": package_versions(), "hardware": _hardware(summaries),
         "tuning": tuning,
         "sessions": [*((previous or {}).get("sessions") or []), *[e for e in sessions
                                                                  if e not in ((previous or {}).get("sessions") or [])]],

@@ -13,6 +13,8 @@ from ...atomic import write_text
 from ..protocol import paper
 from .claims import CHANCE_MCC, claims_for, declared_design, seeds_at_chance
 from .derived import runs_of
+from .convergence import convergence_frame, convergence_notes
+from .search import search_frame, search_text
 
 Summary = dict[str, Any]
 Derived = dict[str, Any]
@@ -28,17 +30,38 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def interval(cell: dict[str, Any] | None) -> str:
-    return "-" if not cell else f"{cell['mean']:.2f} [{cell['low']:.2f}, {cell['high']:.2f}]"
+CLIPPED = "†"  # an interval end cut at the metric's range
+CLIPPED_NOTE = (f"{CLIPPED}: the 95% t-interval over the seeds reaches past the metric's range (few seeds, one of "
+                "them far from the others: see the seeds in the figure); it is cut at the range's end.")
+RANGES = {"accuracy": (0.0, 100.0), "f1": (0.0, 100.0)}  # x 100; correlations (MCC, Pearson) span -100..100
+
+
+def interval(cell: dict[str, Any] | None, bounds: tuple[float, float] | None = None) -> str:
+    """"mean [low, high]", each end cut at ``bounds`` (the metric's range, x 100) and marked if it was."""
+    if not cell:
+        return "-"
+    low, high = cell["low"], cell["high"]
+    if bounds is not None:
+        low = f"{bounds[0]:.2f}{CLIPPED}" if low < bounds[0] else f"{low:.2f}"
+        high = f"{bounds[1]:.2f}{CLIPPED}" if high > bounds[1] else f"{high:.2f}"
+        return f"{cell['mean']:.2f} [{low}, {high}]"
+    return f"{cell['mean']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def metric_range(metrics: dict[str, str], group: str) -> tuple[float, float]:
+    """The range x 100 of a task's main metric, or of the mean over tasks ("avg")."""
+    names = metrics.values() if group == "avg" else [metrics.get(group, "")]
+    return (0.0, 100.0) if all(n in RANGES for n in names) else (-100.0, 100.0)
 
 
 def results_frame(summary: Summary, derived: Derived, recipe: str) -> pd.DataFrame:
     """One row per method entry: mean [95% interval] per task and on average, params, seeds, lr."""
     rows = []
+    metrics = {t: m for r in runs_of(summary, recipe) for t, m in r["main_metrics"].items()}
     for method_id, scores in derived["scores"].get(recipe, {}).items():
         run = runs_of(summary, recipe, method_id)[0]
         found = seeds_at_chance(summary, recipe, method_id, scores["seeds"])
-        row = {"method": run["label"], **{g: interval(c) for g, c in scores["scores"].items()},
+        row = {"method": run["label"], **{g: interval(c, metric_range(metrics, g)) for g, c in scores["scores"].items()},
                "adapter params": run["params"].get("adapter_params", 0), "lr": f"{run['lr']:g}",
                "seeds": len(scores["seeds"]), "seeds at chance": chance_text(found, len(run["tasks"]))}
         rows.append(row)
@@ -117,37 +140,14 @@ def claims_frame(derived: Derived, recipe: str | None = None, summary: Summary |
     return pd.DataFrame(rows)
 
 
-def tune_key_text(tuning: dict[str, Any], key: str) -> str:
-    """A tune key as shown: its kind and the label of the method entry it tunes ("single:LoRA r=8")."""
-    kind, method_id = key.split(":", 1)
-    return f"{kind}:{(tuning.get('labels') or {}).get(key, method_id)}"
-
-
-def tuning_frame(summary: Summary) -> pd.DataFrame | None:
-    tuning = summary.get("tuning")
-    if not tuning:
-        return None
-    rates = [f"{lr:g}" for lr in tuning["grid"]]
-    rows = [{"method": tune_key_text(tuning, key), **{f"lr {r}": 100 * scores.get(r, float("nan")) for r in rates},
-             "chosen": f"{tuning['chosen'][key]:g}"} for key, scores in tuning["scores"].items()]
-    if tuning.get("rule_name") == "median_veto":  # the rates a collapsed tuning run ruled out
-        for row, key in zip(rows, tuning["scores"]):
-            row["vetoed (a run at chance)"] = ", ".join(sorted((tuning.get("vetoed") or {}).get(key, {}))) or "none"
-    return pd.DataFrame(rows)
-
-
-def last_quarter_gain(evals: list[dict[str, Any]]) -> float:
-    """How much the best validation score rose over the last quarter of a run's steps (x 100)."""
-    if not evals:
-        return float("nan")
-    end = evals[-1]["step"]
-    before = [e["score"] for e in evals if e["step"] <= 0.75 * end]
-    return 100 * (max(e["score"] for e in evals) - max(before)) if before else float("nan")
+def best_at_last_eval(run: dict[str, Any]) -> bool:
+    """Whether a run's best validation score is its final evaluation (still rising when it stopped)."""
+    return bool(run["evals"]) and (run.get("best") or {}).get("step") == run["evals"][-1]["step"]
 
 
 def training_length_frame(summary: Summary) -> pd.DataFrame:
     """Per recipe and method entry: the steps each run took (per task, in seed order), where its best
-    validation score was, how many runs hit the cap, and the largest last-quarter gain."""
+    validation score was, how many runs hit the cap, and how many had their best at the last evaluation."""
     rows = []
     entries = list(dict.fromkeys((r["recipe"], r["method_id"]) for r in summary["runs"]))  # plan order
     for recipe, method_id in entries:
@@ -156,12 +156,11 @@ def training_length_frame(summary: Summary) -> pd.DataFrame:
         by_task: dict[str, list[str]] = {}
         for run in runs:
             by_task.setdefault("+".join(run["tasks"]) if len(run["tasks"]) < 3 else "all", []).append(str(run["steps"]))
-        gains = [last_quarter_gain(r["evals"]) for r in runs]
         rows.append({"recipe": recipe, "method": runs[0]["label"],
                      "steps per run (seeds in order)": "; ".join(f"{t}: {', '.join(v)}" for t, v in by_task.items()),
                      "best step (median)": int(np.median([(r.get("best") or {}).get("step", 0) for r in runs])),
                      "runs at the cap": sum(cap is not None and r["steps"] >= cap for r in runs),
-                     "largest last-quarter gain": f"{np.nanmax(gains):+.2f}" if np.isfinite(gains).any() else "n/a"})
+                     "best at the last evaluation": f"{sum(best_at_last_eval(r) for r in runs)} of {len(runs)}"})
     return pd.DataFrame(rows)
 
 
@@ -265,7 +264,8 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
                        "seeds it has, but the design's power is not reached yet.", ""]
     parts = [f"# ranklab results ({scale} scale)", "", *in_progress, summary["description"], "",
              f"{len(summary['runs'])} reported runs ({wall / 60:.0f} min of training and evaluation, "
-             f"{wall / len(summary['runs']):.0f} s per run on average).", ""]
+             f"{wall / len(summary['runs']):.0f} s per run on average)." if summary["runs"] else
+             "No reported run yet.", ""]
     parts += _hardware_text(summary.get("hardware"))
     parts += _sessions_text(summary.get("sessions") or [], wall)
     design = design_frame(scale)
@@ -285,13 +285,9 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
                       f"({need * 8} single-task runs), against the {len(d['seeds'])} that fit the budget; a verdict "
                       "other than 'reproduced' or 'contradicted' says the design could not tell, not that the "
                       "methods are equal.", ""]
-    tuning = tuning_frame(summary)
+    tuning = search_frame(summary)
     if tuning is not None:
-        seeds = summary["tuning"]["seeds"]
-        parts += [f"## Learning-rate search (validation only, tuning seed{'s' if len(seeds) > 1 else ''} "
-                  f"{', '.join(str(s) for s in seeds)}, never reported)", "",
-                  f"Rule: {summary['tuning']['rule']}. Best validation score x 100 per rate:", "",
-                  markdown_table(tuning), ""]
+        parts += search_text(summary["tuning"]) + [markdown_table(tuning), ""]
     if derived["claims"]:
         parts += ["## The papers' claims", "", _declared(scale), "", markdown_table(claims_frame(derived, summary=summary)),
                   "", "params B / A: the two sides' trainable adapter parameters. Seeds at chance: the seeds of "
@@ -302,16 +298,22 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
     for recipe in ("single_task", "multi_task") if scale != "paper" else ():
         if derived["scores"].get(recipe):
             parts += [f"## {recipe.replace('_', '-')}: mean over seeds [95% interval], test x 100", "",
-                      markdown_table(results_frame(summary, derived, recipe)), "",
+                      markdown_table(frame := results_frame(summary, derived, recipe)), "",
+                      *([CLIPPED_NOTE, ""] if frame.astype(str).apply(lambda c: c.str.contains(CLIPPED)).any().any()
+                        else []),
                       "The papers' averages (GLUE with RoBERTa: other backbone, tasks and budget; compare "
                       "orderings, not values):", "", markdown_table(_paper_rows(recipe)), ""]
     if any(r.get("config", {}).get("patience") for r in summary["runs"]):
         parts += ["## Training length: every run to a validation plateau", "",
-                  "Steps each run took (the plateau rule is in the description above). Largest last-quarter gain: "
-                  "over the runs of a method entry, how much the best validation score (x 100) rose in the last "
-                  "quarter of the run's steps; the rule stops a run once 5 evaluations bring no gain above 1 point "
-                  "(about one validation SE), so a converged entry shows gains under 1.", "",
+                  "Steps each run took (the plateau rule is in the description above) and how many runs had their "
+                  "best validation score at their last evaluation (still rising when the rule stopped them; the "
+                  "rule itself allows that, so it is no convergence check: the continuation check below is).", "",
                   markdown_table(training_length_frame(summary)), ""]
+    check = convergence_frame(summary)
+    if check is not None:
+        text, after = convergence_notes(summary, check)
+        parts += ["## Convergence check: training on past the plateau rule's stop", "", text, "",
+                  markdown_table(check), "", *after]
     if derived["sweep"]:
         parts += ["## EMD at equal budget: distinct ranks for A' and B'", "", markdown_table(sweep_frame(derived)), ""]
     frame = embedding_frame(summary)

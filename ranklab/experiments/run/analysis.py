@@ -27,7 +27,9 @@ from ...inspect import (
 
 PROBE_EXAMPLES = 64  # validation examples per task pushed through the router probe
 # Version of analysis.json; bump it when the analysis changes, so older ones are recomputed.
-ANALYSIS_FORMAT = 3
+# 4: the report keeps every singular value of ΔW (sigma_1..sigma_SPECTRUM_K), not the top 4.
+ANALYSIS_FORMAT = 4
+SPECTRUM_K = 64  # singular values kept per module (every one up to rank 64: the protocol's ranks are <= 32)
 TABLE_DECIMALS = 5  # task-embedding tables are stored rounded (JSON size)
 
 
@@ -71,13 +73,14 @@ def _probe_forward(model: nn.Module, tasks: list, collator: Any) -> RouterProbe:
 
 def _report(model: nn.Module, capabilities: frozenset[str], n_tasks: int, probe: RouterProbe | None) -> pd.DataFrame:
     if MERGEABLE_PER_TASK in capabilities:
-        frames = [model_report(model, task=t).assign(task=t) for t in range(n_tasks)]
+        frames = [model_report(model, top_k=SPECTRUM_K, task=t).assign(task=t) for t in range(n_tasks)]
         return pd.concat(frames, ignore_index=True)
     if EXPERT_ROUTED in capabilities:  # token router: spectra of the router-averaged update of each task
-        frames = [model_report(model, per_module={n: {"gates": g} for n, g in probe.mean_gates(t).items()}).assign(task=t)
+        frames = [model_report(model, top_k=SPECTRUM_K, per_module={n: {"gates": g} for n, g in probe.mean_gates(t).items()})
+                  .assign(task=t)
                   for t in range(n_tasks)]
         return pd.concat(frames, ignore_index=True)
-    return model_report(model)
+    return model_report(model, top_k=SPECTRUM_K)
 
 
 def rank_curve(model: nn.Module, tasks: list, collator: Any, batch_size: int) -> list[dict[str, Any]]:

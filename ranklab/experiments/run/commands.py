@@ -217,8 +217,7 @@ def _draw(results: str, figures: str, scale: str, seeds: tuple[int, ...] | None 
     summary = update_summary(results, figures, scale, seeds, names)
     if not summary["runs"]:
         print(f"{Path(figures) / SUMMARY_NAME}: the learning-rate search is unfinished "
-              f"({len((summary.get('tuning') or {}).get('runs', {}))} runs so far); no figures yet: "
+              f"({len((summary.get('tuning') or {}).get('runs', {}))} runs so far); only its figure and RESULTS.md: "
               f"run `ranklab reproduce --scale {scale}` again to go on")
-        return
     written = draw_all(summary, figures)
     print(f"wrote {len(written)} files to {figures}/: " + ", ".join(sorted({p.stem for p in written})))

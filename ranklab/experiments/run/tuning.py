@@ -77,7 +77,7 @@ def choose_learning_rates(search: list[RunSpec], results: str | Path, rule: str 
         outcomes[run.run_id] = outcome
         per_seed.setdefault(run.tune_key, {}).setdefault(run.config.lr, {}).setdefault(run.seed, []).append(
             outcome["score"])
-        if rule == "median_veto" and outcome["min_mcc"] is not None and outcome["min_mcc"] < CHANCE_MCC:
+        if rule.startswith("median_veto") and outcome["min_mcc"] is not None and outcome["min_mcc"] < CHANCE_MCC:
             vetoed.setdefault(run.tune_key, {}).setdefault(f"{run.config.lr:g}", []).append(run.run_id)
     statistic = np.median if rule.startswith("median") else np.mean
     seed_scores = {key: {lr: [float(np.mean(v)) for v in seeds.values()] for lr, seeds in by_lr.items()}
