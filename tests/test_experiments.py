@@ -372,6 +372,8 @@ def test_committed_figures_match_what_the_pipeline_draws(tmp_path, folder):
     import matplotlib.image
 
     folder = ROOT / folder
+    if not (folder / SUMMARY.name).is_file():
+        pytest.skip(f"no committed summary in {folder.name}/ (a protocol not started yet)")
     written = figs.draw_all(json.loads((folder / SUMMARY.name).read_text()), tmp_path)
     committed = {p.name for p in folder.iterdir() if p.suffix in (".png", ".pdf", ".md")}
     assert {p.name for p in written} == committed
