@@ -10,7 +10,9 @@ The folder: 32 layers x {q, k, v, o, gate, up, down}_proj = 224 modules, r = 64,
   matrices), phi with the previous layer, the report and its text;
 - the dense audit it replaces: ``torch.linalg.svdvals`` of each dense ΔW (d_out x d_in), timed on
   one module of each of the three shapes and scaled by the module counts (224 dense SVDs would
-  take tens of minutes), as a ratio against the factored spectra of the same modules.
+  take tens of minutes), as a ratio against the factored spectra of the same modules;
+- `ranklab compare` of two such folders (a second one from another seed) in this process, and the
+  dense computation of the same measures, as a ratio on the same modules.
 
     python benchmarks/audit_bench.py [--keep FOLDER]
 """
@@ -30,12 +32,12 @@ SHAPES = {"self_attn.q_proj": (HIDDEN, HIDDEN), "self_attn.k_proj": (HIDDEN, HID
           "mlp.gate_proj": (HIDDEN, FFN), "mlp.up_proj": (HIDDEN, FFN), "mlp.down_proj": (FFN, HIDDEN)}
 
 
-def write_folder(folder: Path) -> Path:
+def write_folder(folder: Path, seed: int = 0) -> Path:
     import torch
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     tensors = {}
     for layer in range(LAYERS):
         for name, (d_in, d_out) in SHAPES.items():
@@ -131,6 +133,42 @@ def parts(folder: Path) -> dict[str, float]:
     return timings
 
 
+def compare_parts(first: Path, second: Path) -> dict[str, float]:
+    """`ranklab compare` of two 7B-shaped folders in this process, beside the dense computation of
+    the same measures (the d_out x d_in updates, their inner product and norms, and the SVDs the
+    subspace measures need), timed on one module per shape and scaled by the module counts."""
+    import torch
+
+    from ranklab.inspect.adapter_files import read_adapter
+    from ranklab.inspect.compare import compare_adapters
+
+    start = time.perf_counter()
+    frame = compare_adapters([first, second])
+    timings = {"compare, 224 module pairs (read both, every measure)": time.perf_counter() - start}
+    a, b = read_adapter(first), read_adapter(second)
+    counts: dict[tuple[int, int], list[str]] = {}
+    for name, module in a.modules.items():
+        counts.setdefault(tuple(module.fixed[0].shape[:1]) + tuple(module.fixed[1].shape[1:]), []).append(name)
+    dense = factored = 0.0
+    from ranklab.inspect.compare import compare_factors
+
+    for members in counts.values():
+        name = members[0]
+        fa, fb = a.modules[name].factors(), b.modules[name].factors()
+        start = time.perf_counter()
+        compare_factors(fa, fb, name)
+        factored += (time.perf_counter() - start) * len(members)
+        start = time.perf_counter()
+        delta_a, delta_b = fa[0] @ fa[1], fb[0] @ fb[1]
+        float((delta_a * delta_b).sum()), float(delta_a.norm()), float((delta_a - delta_b).norm())
+        torch.linalg.svd(delta_a, full_matrices=False), torch.linalg.svd(delta_b, full_matrices=False)
+        dense += (time.perf_counter() - start) * len(members)
+    timings["dense compare, 224 modules (3 timed, scaled)"] = dense
+    timings["factored compare, the same 3 modules scaled"] = factored
+    assert len(frame) == len(a.modules) and (frame["only_in"] == "").all()
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keep", default=None, help="write the folder here (default: a temporary folder)")
@@ -159,6 +197,12 @@ def main() -> None:
             print(f"| {name} | {seconds:.2f} s |")
         ratio = timings["dense svdvals, 224 modules (3 timed, scaled)"] / timings["factored spectra, the same 3 modules scaled"]
         print(f"| dense-SVD audit / factored audit (spectra of the same modules) | {ratio:.0f}x |")
+        other = write_folder(root / "llama7b-lora-2", seed=1)
+        timings = compare_parts(folder, other)
+        for name, seconds in timings.items():
+            print(f"| {name} | {seconds:.2f} s |")
+        ratio = timings["dense compare, 224 modules (3 timed, scaled)"] / timings["factored compare, the same 3 modules scaled"]
+        print(f"| dense compare / factored compare (the same modules) | {ratio:.0f}x |")
 
 
 if __name__ == "__main__":

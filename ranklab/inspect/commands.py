@@ -1,8 +1,10 @@
-"""``ranklab inspect PATH``: audit a saved adapter folder (PEFT LoRA/AdaLoRA or ranklab) without its base."""
+"""``ranklab inspect PATH`` (audit one saved adapter folder without its base), ``compare`` (adapters side by
+side), ``checkpoints`` (an adapter over its saved checkpoints) and ``compress``."""
 from __future__ import annotations
 
 import argparse
 import math
+from pathlib import Path
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -28,6 +30,48 @@ def _inspect(args: argparse.Namespace) -> int:
     if args.plots:
         written = audit.save_plots(args.plots)
         print(f"wrote {len(written)} files to {args.plots}: " + ", ".join(sorted({p.stem for p in written})))
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    if not args.tol > 0:
+        raise ValueError(f"--tol must be > 0, got {args.tol}")
+    from ..atomic import write_text
+    from ..output_paths import check_output_file
+
+    if args.csv:  # checked before any work: a bad output path loses nothing, an input is never written
+        check_output_file(args.csv, "--csv", inputs=args.paths, overwrite=args.overwrite)
+    from .compare import compare_adapters, compare_text
+
+    frame = compare_adapters(args.paths, tol=args.tol)
+    print(compare_text(frame))
+    if args.csv:
+        print(f"wrote {write_text(args.csv, frame.to_csv(index=False))}")
+    return 0
+
+
+def _checkpoints(args: argparse.Namespace) -> int:
+    from ..atomic import write_text
+    from ..output_paths import check_output_folder
+
+    if args.output:
+        check_output_folder(args.output, "--output", inputs=[args.folder], overwrite=args.overwrite)
+    from .checkpoints import checkpoint_drift, drift_figure
+
+    ranks, drift = checkpoint_drift(args.folder)
+    table = drift.pivot_table(index=["step", "against"], values=["cosine", "relative_distance", "phi"], aggfunc="mean")
+    print("drift per checkpoint (mean over modules):")
+    print(table.reset_index().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print("effective rank per checkpoint (mean over modules):")
+    print(ranks.groupby("step")[["effective_rank", "stable_rank", "energy_rank"]].mean().to_string(
+        float_format=lambda v: f"{v:.4g}"))
+    if args.output:
+        from ..plots import save_figure
+
+        written = [write_text(Path(args.output) / "ranks.csv", ranks.to_csv(index=False)),
+                   write_text(Path(args.output) / "drift.csv", drift.to_csv(index=False)),
+                   *save_figure(drift_figure(ranks, drift), Path(args.output) / "drift")]
+        print(f"wrote {len(written)} files to {args.output}")
     return 0
 
 
@@ -76,6 +120,28 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     inspect.add_argument("--overwrite", action="store_true",
                          help="replace an existing --csv file; write into a non-empty --plots folder (same-named figures replaced)")
     inspect.set_defaults(func=_inspect)
+    compare = subparsers.add_parser(
+        "compare", help="compare two or more saved adapters module by module, exactly from their factors",
+        description="Per pair of adapters and module both hold: the cosine of the two updates, their relative "
+                    "distance, the subspace similarity phi at their ranks, the principal angles of their column and "
+                    "row spaces and both spectra, computed from the factors (no dense d x d product); a summary per "
+                    "layer. PEFT LoRA/AdaLoRA and ranklab folders mix; a module one adapter lacks is listed.")
+    compare.add_argument("paths", nargs="+", metavar="PATH", help="two or more adapter folders (or ranklab run folders)")
+    compare.add_argument("--csv", metavar="FILE", default=None, help="write every measure (one row per pair and module)")
+    compare.add_argument("--tol", type=float, default=1e-6,
+                         help="relative tolerance of the numerical rank the subspaces are taken at (default 1e-6)")
+    compare.add_argument("--overwrite", action="store_true", help="replace an existing --csv file (never an input)")
+    compare.set_defaults(func=_compare)
+    checkpoints = subparsers.add_parser(
+        "checkpoints", help="how an adapter moved over training: its checkpoint-<step>/ folders compared",
+        description="Per checkpoint-<step>/ folder (the Hugging Face Trainer's, or any adapter folders so named): each "
+                    "module's rank measures, and its cosine, relative distance and phi against the previous and the "
+                    "final checkpoint, from the factors.")
+    checkpoints.add_argument("folder", help="training output folder holding checkpoint-<step>/ adapter folders")
+    checkpoints.add_argument("--output", metavar="DIR", default=None,
+                             help="write ranks.csv, drift.csv and the drift figure (PNG + PDF) to DIR")
+    checkpoints.add_argument("--overwrite", action="store_true", help="write into a non-empty --output folder")
+    checkpoints.set_defaults(func=_checkpoints)
     compress = subparsers.add_parser(
         "compress", help="truncate a saved adapter to its energy rank and write a PEFT LoRA (no base needed)",
         description="Each module's update is cut to the fewest singular values holding a share tau of its energy "
