@@ -14,7 +14,7 @@ STAMP      := $(VENV)/.ranklab-installed
 
 SCALE      ?= embedded
 
-.PHONY: setup run reproduce converged quick figures demo bench bench-audit test test-slow test-dist test-browser lab clean-venv lock
+.PHONY: setup run reproduce converged rank-sweep quick figures demo bench bench-audit test test-slow test-dist test-browser lab clean-venv lock
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ reproduce: setup
 MINUTES ?= 170
 converged: setup
 	$(BIN)/ranklab reproduce --scale converged --recipes single_task,emd_sweep,continuation --max-minutes $(MINUTES)
+
+# The LoRA rank sweep (does more rank help?) at the converged settings, in chunks like the protocol,
+# into results/converged-sweep and figures/converged-sweep.
+rank-sweep: setup
+	$(BIN)/ranklab reproduce --scale converged-sweep --recipes lora_rank_sweep --max-minutes $(MINUTES)
 
 # One seed, no learning-rate search (the committed protocol's rates): a workshop run, about 10 minutes.
 quick: setup

@@ -44,6 +44,7 @@ train = False              # True: train the runs here instead of reading them (
 output_dir = "outputs"     # where this notebook writes its figures
 results_dir = "../results/converged"  # run folders shared with `make converged` (finished runs are reused)
 summary_path = "../figures/converged-v1/results_summary.json"  # the committed results of the protocol
+predict_then_run = False  # True: the workshop exercise trains LoRA at r = 1, 4, 16 on movie here (~3 min)
 scale = "converged"        # "converged" (CPU, offline; the claims), "embedded" (120 steps; its folders are
                            # ../results and ../figures/results_summary.json) or "paper" (RoBERTa on GLUE, hub + GPU)
 
@@ -59,6 +60,7 @@ from ranklab.experiments.results import tables
 from ranklab.experiments.results.derived import derive
 from ranklab.experiments.results.flip import fig_verdict_flip
 from ranklab.experiments.run.notebook import load_summary, notebook_results
+from ranklab.experiments.run.predict import rank_runs
 from ranklab.plots import save_figure
 from ranklab.spectrum_panel import report_spectra, spectrum_panel
 
@@ -100,6 +102,21 @@ if report_spectra(summary):
 else:
     print("This summary keeps no per-module spectra (its runs were analysed before they were stored); "
           "the effective-rank heatmap above is what it has.")
+
+# %% [markdown]
+# ### Predict, then run
+# Before running anything, write down your guesses: LoRA at r = 1, 4 and 16 on movie reviews,
+# same seed, rate and 150 steps. Which rank reaches the best validation accuracy, and by how much?
+# Does the effective rank of ΔW grow with r, and does it get anywhere near r? Then set
+# `predict_then_run = True` in the parameters cell and run this cell (about a minute a rank on 2
+# CPU cores). Compare with the committed runs above and with DyLoRA at every rank (section 3):
+# one seed and a short budget, so a difference of a point or two is noise, not a finding.
+
+# %%
+if predict_then_run and not smoke:
+    display(rank_runs((1, 4, 16), task="movie", steps=150))
+else:
+    print("Set predict_then_run = True in the parameters cell to train LoRA at r = 1, 4 and 16 on movie here.")
 
 # %% [markdown]
 # ## 2. EMD's idea: distinct ranks for A' and B' at the same budget

@@ -95,3 +95,18 @@ def test_the_seeds_the_paper_difference_needs_are_quoted_as_computed():
         quoted = {int(n) for n in re.findall(r"(\d+) seeds (?:would be needed|\(|\()", text)}
         assert quoted == {need}, (path.name, quoted)
         assert "about 32" not in text
+
+
+def test_predict_then_run_trains_one_lora_per_rank():
+    """The workshop exercise's runs, on a synthetic task and a tiny model: one row per rank, the
+    effective rank of ΔW never above r, and bad ranks refused."""
+    from ranklab.experiments.run.predict import rank_runs
+    from ranklab.train.synthetic import synthetic_task, tiny_roberta
+
+    task = synthetic_task("toy", n_train=64, n_eval=32, seed=0)
+    frame = rank_runs((1, 4), task="toy", steps=6, tasks=[task], model_fn=tiny_roberta, backbone="tiny-random")
+    assert list(frame["r"]) == [1, 4]
+    assert (frame["effective rank of ΔW"] <= frame["r"] + 1e-9).all() and frame["effective rank of ΔW"].iloc[0] == 1.0
+    assert frame["validation x 100"].between(0, 100).all()
+    with pytest.raises(ValueError, match="ranks must be integers >= 1"):
+        rank_runs((0, 4))

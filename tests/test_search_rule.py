@@ -209,3 +209,28 @@ def test_the_runner_extends_the_search_in_rounds_and_reuses_them_in_a_later_chun
     assert first == 8 * 3 * 3 + 6 * 3 + 2 * 3 * 3
     assert runner._search(["single_task"], scale, tmp_path, None, True, 1, runner.Budget())
     assert len(trained) == first  # a later chunk reuses every round
+
+
+def test_the_lora_rank_sweep_searches_one_rate_per_task_at_r2_and_r32(tmp_path):
+    """Declared before its runs: the sweep's rate per task is searched at r = 2 and r = 32 only,
+    scored by the median seed of the two ranks' mean, and used for every rank; no other scale has it."""
+    from ranklab.experiments.protocol.recipes import LORA_SWEEP_RANKS, recipe_runs
+
+    scale = get_scale("converged-sweep")  # its own scale: its search and summary never mix with the protocol's
+    assert not tuning_runs(["lora_rank_sweep"], "converged") and not recipe_runs(["lora_rank_sweep"], "converged")
+    search = tuning_runs(["lora_rank_sweep"], scale)
+    assert {r.method_id for r in search} == {"lora_r2", "lora_r32"}
+    assert len(search) == 2 * len(scale.single_tasks) * len(scale.lr_grid) * len(scale.tuning_seeds)
+    trec = [r for r in search if r.config.tasks == ["trec"]]
+    # at 2e-3 r=2 is poor and r=32 good (mean 0.85), at 1e-3 both fair (0.86): the mean decides
+    scores = {(2e-3, "lora_r2"): 0.80, (2e-3, "lora_r32"): 0.90, (1e-3, "lora_r2"): 0.86, (1e-3, "lora_r32"): 0.86}
+    write_records(tmp_path, trec, lambda r: scores.get((r.config.lr, r.method_id), 0.5))
+    record = choose_learning_rates(trec, tmp_path, "median_veto_interior")
+    assert record["scores"]["single:lora_sweep@trec"]["0.002"] == pytest.approx(0.85)
+    assert record["chosen"]["single:lora_sweep@trec"] == 1e-3
+    runs = recipe_runs(["lora_rank_sweep"], scale, learning_rates={"single:lora_sweep@trec": 1e-3,
+                                                                   "single:lora_sweep@movie": 4e-3})
+    assert sorted({r.config.adapter["r"] for r in runs}) == list(LORA_SWEEP_RANKS)
+    assert len(runs) == len(LORA_SWEEP_RANKS) * 2 * 3 and {r.seed for r in runs} == {1, 2, 3}
+    assert all(r.config.lr == (1e-3 if r.config.tasks == ["trec"] else 4e-3) for r in runs)
+    assert recipe_runs(["lora_rank_sweep"], "embedded") == [] and not tuning_runs(["lora_rank_sweep"], "embedded")

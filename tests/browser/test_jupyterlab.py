@@ -179,6 +179,13 @@ def _check_outputs(page, name: str, state: dict) -> None:
         assert page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .widget-slider").count() >= 3, f"{name}: no panel"
 
 
+def workshop_minutes() -> dict[str, int]:
+    """Notebook number -> minutes its slot has in docs/workshop.md's plan ("| 0:15-0:30 | 02 ...")."""
+    plan = (ROOT / "docs" / "workshop.md").read_text()
+    rows = re.findall(r"^\| (\d):(\d\d)-(\d):(\d\d) \| (\d\d) ", plan, flags=re.M)
+    return {n: (int(c) * 60 + int(d)) - (int(a) * 60 + int(b)) for a, b, c, d, n in rows}
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_runs_all_in_jupyterlab(browser, lab, name):
     page = _open(browser, lab, name)
@@ -195,6 +202,9 @@ def test_notebook_runs_all_in_jupyterlab(browser, lab, name):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with open(ARTIFACTS / "run_all_seconds.txt", "a") as log:
             log.write(f"{name}\t{state['seconds']:.0f}\n")
+        slot = workshop_minutes().get(name[:2])
+        if slot:  # the workshop's plan holds: Run All takes at most a third of the notebook's slot
+            assert state["seconds"] <= 60 * slot / 3, f"{name}: Run All took {state['seconds']:.0f} s of a {slot}-min slot"
     finally:
         _screenshot(page, name)
         page.close()

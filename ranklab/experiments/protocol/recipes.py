@@ -131,6 +131,13 @@ SCALES: dict[str, Scale] = {
 # about 0.8-1.2 points).  A method that fails gets a longer patience and is retrained.
 # DECISION (design and power, declared before the runs: results/claims.DESIGN): 5 reported seeds
 # single-task, 3 for the EMD sweep.
+# DECISION (the LoRA rank sweep, issue 34, declared before its runs): does more rank help on real
+# data?  LoRA r in {1, 2, 4, 8, 16, 32} (alpha 16) on movie and trec, seeds 1-3, the plateau rule
+# above.  One rate per task for every rank, searched at r = 2 and r = 32 (the two ends a rate must
+# serve) by the protocol's rule: per rate and tuning seed the mean of the two ranks' best validation
+# scores, then the median seed, the collapse veto, the grid extended beyond an edge winner.  Set
+# beside it (no runs of its own): DyLoRA at every rank b (its rank curve) and the r = 32 adapters
+# cut to k by compress_adapter.  Trained in chunks beside the protocol (--recipes lora_rank_sweep).
 CONVERGED_RULE = dict(max_steps=3000, eval_every=100, patience=5, min_delta=0.01, max_eval=None)
 SCALES["converged"] = Scale(
     "converged", "minilm-l6", "minilm-l6",
@@ -158,6 +165,17 @@ SCALES["converged"] = Scale(
                  "to the cap without the stopping rule (the convergence check); "
                  + ("bf16 autocast" if native_bf16() else "fp32") + ", eager attention"),
 )
+
+
+# The LoRA rank sweep at the converged scale's settings (DECISION above), a scale of its own so that
+# its search record, runs and summary never mix with the protocol's (results/converged-sweep,
+# figures/converged-sweep): `ranklab reproduce --scale converged-sweep --recipes lora_rank_sweep`.
+SCALES["converged-sweep"] = replace(
+    SCALES["converged"], name="converged-sweep", rank_sweep_seeds=(1, 2, 3), continuation_seeds=(),
+    description=SCALES["converged"].description.replace(
+        "seed 1 of each method and task trained on to the cap without the stopping rule (the convergence check); ",
+        "the LoRA rank sweep: r in {1, 2, 4, 8, 16, 32} on movie and trec, seeds 1-3, one rate per task searched at "
+        "r = 2 and r = 32 (mean of the two, median tuning seed); "))
 
 
 def longer_schedule(scale: Scale, factor: int) -> Scale:
@@ -301,6 +319,24 @@ def continuation_runs(scale: Scale, seeds: tuple[int, ...]) -> list[RunSpec]:
     return _single("continuation", SINGLE_TASK_METHODS, scale, seeds, patience=None)
 
 
+LORA_SWEEP_RANKS = (1, 2, 4, 8, 16, 32)
+LORA_SWEEP_SEARCHED_AT = ("lora_r2", "lora_r32")  # the ranks the sweep's one rate per task is searched at
+MULTI_RANK_SEARCH = {"lora_rank_sweep"}  # recipes whose search runs every searched rank under one tune key
+
+
+def lora_rank_sweep_runs(scale: Scale, seeds: tuple[int, ...]) -> list[RunSpec]:
+    """Does more rank help?  LoRA at every rank of LORA_SWEEP_RANKS on each task, one rate per task
+    (tune key ``single:lora_sweep@<task>``) for all ranks; none at a scale without the sweep."""
+    if not scale.rank_sweep_seeds:
+        return []
+    return [
+        RunSpec("lora_rank_sweep", f"lora_r{r}", f"LoRA r={r}",
+                _config(scale, "lora", {"r": r}, [task], scale.single_backbone, seed),
+                tune_key=f"single:lora_sweep@{task}" if scale.per_task_rates else "single:lora_sweep")
+        for seed in seeds for task in scale.single_tasks for r in LORA_SWEEP_RANKS
+    ]
+
+
 def multi_task_runs(scale: Scale, seeds: tuple[int, ...]) -> list[RunSpec]:
     """Seed paper Table 1 (bottom) and Fig. 2, MoR vs LoRA and MoELoRA: one shared adapter over all tasks."""
     return _multi("multi_task", {**MULTI_TASK_METHODS, **CONTROLS}, scale, seeds)
@@ -311,6 +347,7 @@ RECIPES: dict[str, Recipe] = {
     "emd_sweep": emd_sweep_runs,
     "multi_task": multi_task_runs,
     "continuation": continuation_runs,
+    "lora_rank_sweep": lora_rank_sweep_runs,
 }
 RATES_TAKEN = {"continuation"}  # recipes searched by no run of their own: they use single_task's rates
 RECIPE_SETS: dict[str, dict[str, Recipe]] = {"generic": RECIPES, "paper": PAPER_RECIPES}
@@ -364,7 +401,10 @@ def tuning_runs(names: list[str] | None, scale: str | Scale,
         for run in recipes[name](scale, scale.tuning_seeds):
             if TUNE_AS.get(run.method_id, run.method_id) != run.method_id:
                 continue  # uses another method entry's rate
-            key = (run.tune_key, tuple(run.config.tasks), run.seed)
+            several = name in MULTI_RANK_SEARCH  # one rate searched at several ranks of the recipe
+            if several and run.method_id not in LORA_SWEEP_SEARCHED_AT:
+                continue
+            key = (run.tune_key, tuple(run.config.tasks), run.seed, run.method_id if several else None)
             if key in seen:
                 continue
             seen.add(key)

@@ -24,7 +24,7 @@ from ...train.config import TrainConfig
 METHOD_ID = re.compile(r"[a-z][a-z0-9_]*")  # a method_id is part of a folder name: lower case, digits, _
 
 # "single" or "multi" (task sets of one or several tasks), for the recipes of both sets.
-RECIPE_KIND = {"single_task": "single", "emd_sweep": "single", "continuation": "single",
+RECIPE_KIND = {"single_task": "single", "emd_sweep": "single", "continuation": "single", "lora_rank_sweep": "single",
                "multi_task": "multi",  # generic (and paper)
                "table2": "single", "ablations": "multi", "mor": "multi", "mor_experts": "multi",
                "mor_rank": "multi"}  # the paper scale's own
@@ -59,6 +59,7 @@ class Scale:
     grid_step: float | None = None  # a winner on its grid's edge adds the rate this factor beyond it (None: never)
     max_extensions: int = 3  # at most this many rates added beyond each edge of lr_grid
     continuation_seeds: tuple[int, ...] = ()  # single-task seeds trained on to the cap: the convergence check
+    rank_sweep_seeds: tuple[int, ...] = ()  # seeds of the LoRA rank sweep (none: the scale has no sweep)
     adapter_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> options set at this scale
     typical_steps: dict[str, int] = field(default_factory=dict)  # "single"/"multi" -> steps a run is expected to
     # take when it stops at a plateau (progress bar and --max-minutes estimates; never a stopping rule)
@@ -82,7 +83,7 @@ class Scale:
             if not self.lr_grid:
                 raise ValueError(f"scale {self.name!r}: tuning seeds need an lr_grid")
             reported = (set(self.seeds) | set(self.multi_seeds or ()) | set(self.sweep_seeds or ())
-                        | set(self.continuation_seeds))
+                        | set(self.continuation_seeds) | set(self.rank_sweep_seeds))
             if reported & set(self.tuning_seeds):
                 raise ValueError(f"scale {self.name!r}: tuning seeds {sorted(reported & set(self.tuning_seeds))} "
                                  "must not be reported")
@@ -96,6 +97,8 @@ class Scale:
             return self.sweep_seeds or self.seeds
         if recipe == "continuation":
             return self.continuation_seeds
+        if recipe == "lora_rank_sweep":
+            return self.rank_sweep_seeds
         multi = recipe_kind(recipe) == "multi"
         return (self.multi_seeds or self.seeds) if multi else self.seeds
 
