@@ -54,7 +54,6 @@ from pathlib import Path
 
 from IPython.display import Markdown, display
 
-from ranklab.experiments.protocol.recipes import get_scale
 from ranklab.experiments.results import figures as figs
 from ranklab.experiments.results import tables
 from ranklab.experiments.results.derived import derive
@@ -70,7 +69,7 @@ output.mkdir(parents=True, exist_ok=True)
 summary = notebook_results(["single_task", "emd_sweep"], scale, train=train or smoke, results_dir=results_dir,
                            summary_path=summary_path)
 derived = derive(summary)
-print(get_scale(summary["scale"]).description)
+print(summary["description"])  # the protocol these runs were trained under (recorded with them)
 
 
 def show(fig, name):
@@ -89,19 +88,22 @@ show(figs.fig_effective_rank(summary), "effective_rank")
 
 # %% [markdown]
 # ### One module's spectrum, four rank measures
-# Pick a run, a layer and a module: the bars are the singular values of its ΔW (computed exactly
-# from the factors), normalised by the largest; the lines mark the four measures, and the sentence
-# under the controls says why they disagree for this spectrum. Real LoRA r=8 adapters are far from
-# the toy's clean rank-4 update: their effective rank sits well above their stable rank because a
-# long tail of small directions still counts for the one and hardly for the other. (The committed
-# first converged run predates stored spectra; a summary trained since, or `train = True`, has them.)
+# The table gives each method's mean of three measures over its runs and modules: on the same
+# spectra they disagree, because each weighs the tail of small singular values differently (the
+# effective rank by σ, the stable rank by σ², the energy rank counts the directions holding 90% of
+# Σσ²). Real adapters are far from notebook 01's clean planted update. On summaries that keep each
+# module's spectrum (runs trained since spectra are stored, or `train = True`) the panel below
+# picks a run, a layer and a module: the bars are the singular values of its ΔW (exact, from the
+# factors) normalised by the largest, the lines mark the four measures, and a sentence says why
+# they disagree there.
 
 # %%
+display(Markdown(tables.markdown_table(tables.rank_measures_frame(summary))))
 if report_spectra(summary):
     display(spectrum_panel(summary))
 else:
-    print("This summary keeps no per-module spectra (its runs were analysed before they were stored); "
-          "the effective-rank heatmap above is what it has.")
+    print("This summary keeps no per-module spectra (its runs were analysed before they were stored), "
+          "so the panel cannot open here; the table and the heatmap above are what it has.")
 
 # %% [markdown]
 # ### Predict, then run

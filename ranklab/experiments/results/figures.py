@@ -144,22 +144,24 @@ def fig_learning_curves(summary: Summary) -> Figure | None:
             panels.append((recipe, tasks, [r for r in runs if tuple(r["tasks"]) == tasks]))
     if not panels:
         return None
-    fig = Figure(figsize=(4.8 * len(panels) + 3.8, 6.6), layout="constrained")
-    grid = fig.subplots(2, len(panels), squeeze=False)
-    for col, (recipe, tasks, runs) in enumerate(panels):
-        for ax in grid[:, col]:
+    fig = Figure(figsize=(11.0, 3.3 * len(panels) + 0.4), layout="constrained")
+    grid = fig.subplots(len(panels), 2, squeeze=False)  # a row per panel: full curves, then the zoom
+    for row, (recipe, tasks, runs) in enumerate(panels):
+        for ax in grid[row]:
             _draw_curves(ax, summary, recipe, runs)
         name = tasks[0] if len(tasks) == 1 else f"{len(tasks)} tasks (mean)"
-        grid[0, col].set(title=f"{recipe.replace('_', '-')}: {name}", ylabel="validation x 100")
+        grid[row, 0].set(title=f"{recipe.replace('_', '-')}: {name}", ylabel="validation x 100", xlabel="optimizer step")
         late = [100 * e["score"] for r in runs if r["seed"] not in collapsed_seeds(summary, recipe, r["method_id"])
                 for e in r["evals"] if e["step"] >= r["evals"][-1]["step"] / 2] or [0.0]
-        grid[1, col].set_ylim(min(late) - 0.5, max(late) + 0.5)
-        grid[1, col].set(title="zoom: the last half of every run", xlabel="optimizer step", ylabel="validation x 100")
-        grid[1, col].title.set_fontsize(9)
+        grid[row, 1].set_ylim(min(late) - 0.5, max(late) + 0.5)
+        grid[row, 1].set(title="zoom: the last half of every run", xlabel="optimizer step")
+        grid[row, 1].title.set_fontsize(9)
     plateau = any((r.get("config") or {}).get("patience") for r in summary["runs"])
-    last_of_recipe = {recipe: i for i, (recipe, _, _) in enumerate(panels)}  # one legend per recipe: colours differ
-    for i in last_of_recipe.values():
-        grid[0, i].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
+    first_of_recipe = {}
+    for i, (recipe, _, _) in enumerate(panels):
+        first_of_recipe.setdefault(recipe, i)  # one legend per recipe: colours differ between recipes
+    for i in first_of_recipe.values():
+        grid[i, 1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False,
                           title=("one line per run, x: where it stopped at its plateau" if plateau else
                                  "solid: mean of the seeds named,\nband: their min-max")
                                 + ";\ndashed: a collapsed seed\n(at chance on >= half its tasks)", title_fontsize=8)
@@ -264,8 +266,8 @@ def _gate_figure(summary: Summary, needs: str, method_id: str, title: str, xlabe
     modules = list(dict.fromkeys(table["name"]))
     tasks = list(dict.fromkeys(table["task"]))
     vmax = float(np.ceil(10 * table[gates].groupby([table["name"], table["task"]]).mean().to_numpy().max()) / 10)
-    fig = Figure(figsize=(0.95 * len(gates) * len(modules) + 3.4, 0.55 * len(tasks) + 2.4), layout="constrained")
-    axes = fig.subplots(1, len(modules), squeeze=False)[0]
+    fig = Figure(figsize=(0.95 * len(gates) + 3.4, (0.5 * len(tasks) + 1.2) * len(modules) + 1.0), layout="constrained")
+    axes = fig.subplots(len(modules), 1, squeeze=False)[:, 0]  # one row per module: wide enough to read in a notebook
     several = len(kept) > 1  # one seed has no spread to show
     for ax, module in zip(axes, modules):
         rows = table[table["name"] == module].groupby("task", sort=False)[gates]
@@ -315,7 +317,7 @@ def fig_effective_rank(summary: Summary) -> Figure | None:
     vmax = max(float(np.nanmax(t.to_numpy(dtype=float))) for t in tables.values())
     seeds = sorted({r["seed"] for r in runs})
     return plot_heatmap_panels(tables, f"effective rank of ΔW per layer ({task}, mean over seeds {seeds})",
-                               vmin=1, vmax=vmax, fmt=".1f", fontsize=9, xtick_fontsize=None, cmap="cividis",
+                               panel_width=2.55, vmin=1, vmax=vmax, fmt=".1f", fontsize=9, xtick_fontsize=None, cmap="cividis",
                                ytick_fontsize=None, xrotation=0, colorbar="last", colorbar_label="effective rank")
 
 

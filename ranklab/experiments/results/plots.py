@@ -38,8 +38,8 @@ def plot_dot_intervals(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], pa
     drawn as a red x.  ``paper``: (table, method, value, series index or None) rows, every one drawn
     with its name in a last panel."""
     series = list(scores)
-    widths = [max(1.6, 0.9 * len(groups)) for _, groups in panels] + ([2.6] if paper else [])
-    fig = Figure(figsize=(sum(widths) + 3.2, 4.4), layout="constrained")
+    widths = [max(1.5, 0.75 * len(groups)) for _, groups in panels] + ([2.6] if paper else [])
+    fig = Figure(figsize=(max(sum(widths), 7.0), 5.6), layout="constrained")  # legend below: <= 11 in wide
     axes = fig.subplots(1, len(widths), gridspec_kw={"width_ratios": widths}, squeeze=False)[0]
     offset = 0.7 / max(len(series), 1)
     for ax, (ylabel, groups) in zip(axes, panels):
@@ -106,7 +106,7 @@ def plot_dot_intervals(scores: Mapping[str, Mapping[str, Mapping[str, Any]]], pa
                title="the papers' numbers\n(other backbone and tasks)")
         ax.title.set_fontsize(9)
         ax.grid(axis="x", linewidth=0.3)
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False,
+    fig.legend(handles=handles, loc="outside lower center", fontsize=8, frameon=False, ncol=3,
                title="mean, 95% t-interval over seeds", title_fontsize=8)
     fig.suptitle(title)
     return fig
@@ -256,8 +256,8 @@ def plot_embedding_study(studies: Mapping[str, Mapping[str, Any]], task_names: S
     values (near-zero cosines stay visibly near zero), with the permutation test in the title.
     ``sentence``: what the maps show (the figure's title)."""
     keys = [k for k in titles if k in studies]
-    fig = Figure(figsize=(4.9 * len(keys) + 1.2, 9.4), layout="constrained")
-    axes = fig.subplots(2, len(keys), squeeze=False)
+    fig = Figure(figsize=(11.0, 4.6 * len(keys) + 0.8), layout="constrained")
+    axes = fig.subplots(len(keys), 2, squeeze=False).T  # a row per study: its map, then its cosines
     for col, key in enumerate(keys):
         data = studies[key]
         ax = axes[0][col]
@@ -312,7 +312,7 @@ def plot_rank_consistency(chosen: Mapping[str, np.ndarray], columns: Sequence[st
     mean = np.array([values[t].mean(0) for t in task_names])
     low = np.array([values[t].min(0) for t in task_names])
     high = np.array([values[t].max(0) for t in task_names])
-    fig = Figure(figsize=(0.75 * len(columns) + 3.2, 0.55 * len(task_names) + 2.4), layout="constrained")
+    fig = Figure(figsize=(min(0.65 * len(columns) + 2.8, 11.0), 0.55 * len(task_names) + 2.4), layout="constrained")
     ax = fig.add_subplot()
     heatmap(ax, mean, columns, task_names, cmap="cividis", annotate=False, vmin=1, xrotation=60, xtick_fontsize=8,
             ytick_fontsize=9, colorbar_label="mean chosen rank over seeds")

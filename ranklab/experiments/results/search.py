@@ -88,8 +88,8 @@ def fig_lr_search(summary: Summary, chance: dict[str, float] | None = None) -> F
                                          if c.get("tune_key") == key for t in c.get("tasks", [])}))
         panels.setdefault(f"{kind}-task search on {tasks}", []).append(key)
     statistic = "median" if str(tuning.get("rule_name", "")).startswith("median") else "mean"
-    fig = Figure(figsize=(4.6 * len(panels) + 2.6, 3.8), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    fig = Figure(figsize=(7.6, 3.8 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]  # one row per panel: readable in a notebook
     for ax, (title, keys) in zip(axes, panels.items()):
         values = []
         methods = list(dict.fromkeys(key_parts(k)[1] for k in keys))  # colours and markers per panel

@@ -12,7 +12,7 @@ import pandas as pd
 from ...atomic import write_text
 from ..protocol import paper
 from .claims import CHANCE_MCC, claims_for, declared_design, seeds_at_chance
-from .derived import runs_of
+from .derived import label_of, runs_of
 from .convergence import convergence_frame, convergence_notes
 from .search import search_frame, search_text
 
@@ -137,6 +137,19 @@ def claims_frame(derived: Derived, recipe: str | None = None, summary: Summary |
                                                   if c.get("declared_seeds", 0) > c["n_seeds"] else "")
         row["Holm verdict"] = c.get("holm_verdict", "-")
         rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rank_measures_frame(summary: Summary, recipe: str = "single_task") -> pd.DataFrame:
+    """Per method entry: the mean over its runs and modules of each rank measure of ΔW (the four
+    disagree on the same spectra: effective >= stable always, energy and numerical by their cut)."""
+    rows = []
+    for method_id in dict.fromkeys(r["method_id"] for r in runs_of(summary, recipe)):
+        report = [row for r in runs_of(summary, recipe, method_id) for row in r["analysis"].get("report", [])]
+        if report:
+            rows.append({"method": label_of(summary, recipe, method_id), "modules x runs": len(report),
+                         **{name: round(float(np.mean([row[name] for row in report if row.get(name) is not None])), 2)
+                            for name in ("effective_rank", "stable_rank", "energy_rank") if name in report[0]}})
     return pd.DataFrame(rows)
 
 
