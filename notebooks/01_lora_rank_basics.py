@@ -73,6 +73,12 @@ save_figure(fig, Path(output_dir) / "01_rank_spectra");  # ";": show the figure,
 # with $r \ge 4$ it recovers all four and leaves the spare directions near zero: the
 # **effective rank** (Roy & Vetterli: $\exp$ of the entropy of $\sigma/\sum\sigma$) stays near
 # the planted one's, whatever $r$ we allowed.
+#
+# Real adapters are not this clean. A trained LoRA r=8 on real text has no planted rank to find:
+# its spectrum falls off gradually, with a long tail of small directions, and the rank measures
+# that agree here then disagree (the effective rank counts the tail, the stable rank hardly does).
+# Notebook 03, section 1, shows them side by side on the committed runs, and its panel draws any
+# trained module's spectrum with the four measures marked.
 
 # %% [markdown]
 # ## 2. The scale α: how far each step moves ΔW

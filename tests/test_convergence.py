@@ -110,3 +110,33 @@ def test_predict_then_run_trains_one_lora_per_rank():
     assert frame["validation x 100"].between(0, 100).all()
     with pytest.raises(ValueError, match="ranks must be integers >= 1"):
         rank_runs((0, 4))
+
+
+def test_readme_states_the_revision_progress_of_the_committed_summary():
+    """While the revised converged protocol trains in chunks, README's status sentence gives the
+    committed summary's own counts (search runs finished of the base search, per task)."""
+    import json
+    import re
+    from pathlib import Path
+
+    from ranklab.experiments.protocol.recipes import tuning_runs
+
+    root = Path(__file__).resolve().parents[1]
+    path = root / "figures" / "converged" / "results_summary.json"
+    if not path.is_file():
+        pytest.skip("no committed summary of the revised converged protocol yet")
+    summary = json.loads(path.read_text())
+    readme = " ".join((root / "README.md").read_text().split())
+    status = readme[readme.index("**Status of the revision**"):readme.index("#### The first complete run")]
+    tuning = summary.get("tuning") or {}
+    base = tuning_runs(["single_task", "emd_sweep", "continuation"], "converged")
+    done = {run_id for run_id in tuning.get("runs", {})}
+    if tuning.get("chosen"):
+        assert "search is complete" in status
+        return
+    per_task = {task: sum(1 for r in base if r.config.tasks == [task] and r.run_id in done) for task in ("trec", "movie")}
+    found = re.search(r"(\d+) of its (\d+) base runs have finished \(TREC (\d+), movie (\d+)\)", status)
+    assert found, status
+    assert [int(g) for g in found.groups()] == [len(done & {r.run_id for r in base}), len(base),
+                                                per_task["trec"], per_task["movie"]]
+    assert len(summary["runs"]) == 0 and "no rate is chosen yet" in status
