@@ -102,3 +102,23 @@ def test_redrawing_without_recipes_keeps_the_recipes_the_summary_was_trained_on(
     again = update_summary(one_session_root / "results", figures, "smoke")  # the runs themselves, collected again
     assert again["planned_runs"] == one_session["planned_runs"] < len(recipe_runs(None, get_scale("smoke")))
     assert read_summary(figures / SUMMARY_NAME)["planned_runs"] == one_session["planned_runs"]
+
+
+def test_a_notebook_resolves_its_scale_once_and_passes_the_scale_down(tmp_path, monkeypatch):
+    """notebook_results (train=True) looks the scale up by name once; search, runs, plan and summary
+    take the Scale object (issue "The multi-task half, converged", requirement 10)."""
+    from ranklab.experiments.protocol import recipes
+    from ranklab.experiments.run.notebook import notebook_results
+
+    class Counting(dict):
+        lookups = 0
+
+        def __getitem__(self, key):
+            Counting.lookups += 1
+            return super().__getitem__(key)
+
+    monkeypatch.setattr(recipes, "SCALES", Counting(recipes.SCALES))
+    summary = notebook_results(["single_task"], "smoke", train=True, results_dir=tmp_path / "results",
+                               summary_path=tmp_path / "none.json")
+    assert summary["scale"] == "smoke" and summary["runs"]
+    assert Counting.lookups == 1

@@ -16,7 +16,7 @@ import numpy as np
 
 from ...atomic import write_text
 from ...train.records import PREDICTIONS_NAME, RECORD_NAME, load_predictions, load_record, package_versions
-from ..protocol.recipes import CONTROL_IDS, ROUTER_ID, ROUTER_IDS, RunSpec, get_scale, recipe_runs
+from ..protocol.recipes import CONTROL_IDS, ROUTER_ID, ROUTER_IDS, RunSpec, Scale, get_scale, recipe_runs
 from ..run.runner import ANALYSIS_NAME, PROTOCOL_LOG, is_finished, run_folder
 from ..run.tuning import TUNING_NAME, read_tuning
 from .embedding_study import study
@@ -142,7 +142,7 @@ def _sessions(results: str | Path, scale: str) -> list[dict[str, Any]]:
 
 
 # --- everything -------------------------------------------------------------------------------
-def collect(scale: str, results: str | Path, names: list[str] | None = None,
+def collect(scale: str | Scale, results: str | Path, names: list[str] | None = None,
             seeds: tuple[int, ...] | None = None, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """The compact summary of every finished reported run of the recipes (what the figures need).
 
@@ -151,7 +151,8 @@ def collect(scale: str, results: str | Path, names: list[str] | None = None,
     several machines ends in the summary one session would have written."""
     from ..run.runner import finished_in_summary
 
-    scale_spec = get_scale(scale)
+    scale_spec = get_scale(scale) if isinstance(scale, str) else scale
+    scale = scale_spec.name
     previous = previous if previous and previous.get("scale") == scale else None
     tuning_file = Path(results) / TUNING_NAME
     tuning = read_tuning(tuning_file) if tuning_file.is_file() else (previous or {}).get("tuning")

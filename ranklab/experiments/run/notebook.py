@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..protocol.recipes import RunSpec, get_scale, tuning_runs
+from ..protocol.recipes import RunSpec, Scale, get_scale, tuning_runs
 from ..results.summary import collect
 from ..results.summary_format import read_summary
 from .runner import default_jobs, protocol_runs, run_folder, run_protocol, run_status
@@ -28,13 +28,13 @@ def _estimate(run: RunSpec, committed: dict[str, Any] | None) -> float:
     return steps * run.config.batch_size * SECONDS_PER_EXAMPLE
 
 
-def training_plan(recipes: list[str], scale: str, results_dir: str | Path, quick: bool = False,
+def training_plan(recipes: list[str], scale: str | Scale, results_dir: str | Path, quick: bool = False,
                   summary_path: str | Path | None = None) -> tuple[list[RunSpec], float]:
     """The runs still to train (search first, then reported runs) and their estimated seconds."""
+    scale = get_scale(scale) if isinstance(scale, str) else scale
     committed = load_summary(summary_path) if summary_path and Path(summary_path).is_file() else None
     search = [] if quick else tuning_runs(recipes, scale)
-    reported, _ = protocol_runs(recipes, scale, results_dir, (get_scale(scale).seeds[0],) if quick else None,
-                                quick, summary_path)
+    reported, _ = protocol_runs(recipes, scale, results_dir, scale.seeds[:1] if quick else None, quick, summary_path)
     todo = [r for r in search + reported if run_status(run_folder(results_dir, r), not r.tuning) != "finished"]
     return todo, sum(_estimate(r, committed) for r in todo)
 
@@ -59,7 +59,8 @@ def notebook_results(recipes: list[str], scale: str = "embedded", train: bool = 
         print(f"Results: {summary_path} (the committed {summary['scale']}-scale protocol, "
               f"{len(summary['runs'])} runs); set train = True to train them here.")
         return summary
-    todo, seconds = training_plan(recipes, scale, results_dir, quick, summary_path)
+    spec = get_scale(scale)  # resolved once here; every step below takes the Scale
+    todo, seconds = training_plan(recipes, spec, results_dir, quick, summary_path)
     jobs = default_jobs()
     if todo:  # a run's time was measured with the protocol's runs side by side: wall time = sum / jobs
         print(f"Training {len(todo)} runs of {', '.join(recipes)} ({scale} scale) into {results_dir}, {jobs} side by "
@@ -68,6 +69,6 @@ def notebook_results(recipes: list[str], scale: str = "embedded", train: bool = 
             print(f"  {run.run_id}")
         if len(todo) > 5:
             print(f"  ... and {len(todo) - 5} more")
-    run_protocol(recipes, scale, results_dir, (get_scale(scale).seeds[0],) if quick else None, quick=quick,
-                 summary_path=summary_path, jobs=jobs)
-    return collect(scale, results_dir, recipes, (get_scale(scale).seeds[0],) if quick else None)
+    seeds = spec.seeds[:1] if quick else None
+    run_protocol(recipes, spec, results_dir, seeds, quick=quick, summary_path=summary_path, jobs=jobs)
+    return collect(spec, results_dir, recipes, seeds)

@@ -436,7 +436,7 @@ def _search_round(search: list[RunSpec], scale: Scale, results: str | Path, prev
     return complete
 
 
-def run_protocol(names: list[str] | None = None, scale: str = "embedded", results: str | Path = "results",
+def run_protocol(names: list[str] | None = None, scale: str | Scale = "embedded", results: str | Path = "results",
                  seeds: tuple[int, ...] | None = None, quick: bool = False,
                  summary_path: str | Path | None = None, quiet: bool = True, jobs: int = 1,
                  max_minutes: float | None = None) -> list[Path]:
@@ -446,7 +446,8 @@ def run_protocol(names: list[str] | None = None, scale: str = "embedded", result
     Runs held by the committed summary at ``summary_path`` (same scale and settings) count as
     finished, so a protocol can be finished in chunks on other machines; ``max_minutes`` starts only
     the runs expected to end in time (``Budget``) and leaves the rest, the search first."""
-    scale_spec = get_scale(scale)
+    scale_spec = get_scale(scale) if isinstance(scale, str) else scale  # resolved once; the Scale goes down
+    scale = scale_spec.name
     if names is None:  # every recipe this ranklab can train; named recipes that it cannot are refused
         names, blocked = runnable_recipes(scale_spec)
         for name, reasons in blocked.items():
