@@ -234,3 +234,38 @@ def test_the_lora_rank_sweep_searches_one_rate_per_task_at_r2_and_r32(tmp_path):
     assert len(runs) == len(LORA_SWEEP_RANKS) * 2 * 3 and {r.seed for r in runs} == {1, 2, 3}
     assert all(r.config.lr == (1e-3 if r.config.tasks == ["trec"] else 4e-3) for r in runs)
     assert recipe_runs(["lora_rank_sweep"], "embedded") == [] and not tuning_runs(["lora_rank_sweep"], "embedded")
+
+
+def test_successive_halving_stops_the_worse_rates_at_the_rung_and_lets_the_rest_plateau():
+    from ranklab.experiments.run.halving import halve
+
+    def curve(values):
+        return list(range(100, 100 * len(values) + 1, 100)), values
+
+    # 1e-3 starts slow and ends best; 3e-3 starts fast and ends worse; 1e-4 is poor throughout
+    curves = {1e-4: {0: curve([0.2, 0.3, 0.4, 0.5]), 10: curve([0.2, 0.3, 0.4, 0.5])},
+              1e-3: {0: curve([0.3, 0.6, 0.8, 0.9]), 10: curve([0.3, 0.6, 0.8, 0.9])},
+              3e-3: {0: curve([0.6, 0.7, 0.75, 0.8]), 10: curve([0.6, 0.7, 0.75, 0.8])}}
+    chosen, stopped, used, full = halve(curves, rungs=(200,), min_keep=2)
+    assert stopped == {1e-4: 200} and chosen == 1e-3  # the slow starter survives with min_keep=2
+    assert full == 6 * 400 and used == 4 * 400 + 2 * 200
+    chosen, stopped, _, _ = halve(curves, rungs=(100, 200), min_keep=1)
+    assert chosen == 3e-3 and stopped == {1e-4: 100, 1e-3: 200}  # halving down to one rate picks the fast starter
+
+
+def test_the_replay_on_the_committed_converged_search_picks_the_same_rates_or_says_why_not():
+    """Replayed on the first converged search's curves (TREC, 3 tuning seeds), halving at step 300
+    keeps 2 of 3 rates: the same rate for LoRA, EMD and AdaLoRA, and for DyLoRA the other of its
+    two exactly tied rates (0.00 validation points lost), with about 30% fewer steps."""
+    import json
+    from pathlib import Path
+
+    from ranklab.experiments.run.halving import replay
+
+    path = Path(__file__).resolve().parents[1] / "figures" / "converged-v1" / "results_summary.json"
+    if not path.is_file():
+        pytest.skip("no committed converged summary")
+    frame = replay(json.loads(path.read_text())["tuning"], rungs=(300,)).set_index("tune key")
+    assert list(frame["same rate"]) == [True, True, False, True]
+    assert (frame["validation lost (x 100)"] == 0.0).all()
+    assert 0.6 < frame["steps trained / full"].max() < 0.75
