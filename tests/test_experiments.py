@@ -613,3 +613,7 @@ def test_readme_reading_of_the_converged_claims_is_recomputed_from_its_summary()
     assert f"all {len(steps)} reported runs" in reading
     single = [r for r in converged["runs"] if r["recipe"] == "single_task"]
     assert f"{sum(best_at_last_eval(r) for r in single)} of the {len(single)} single-task runs" in reading
+    # why v1's last-quarter statistic could not fail: the last quarter inside the patience window
+    inside = sum(0.25 * r["steps"] <= r["config"]["patience"] * r["config"]["eval_every"] for r in converged["runs"])
+    protocol = " ".join(readme[readme.index("### The converged protocol"):readme.index("Reading the v1 claims")].split())
+    assert f"in {inside} of {len(converged['runs'])} runs the last quarter lay inside" in protocol

@@ -279,7 +279,7 @@ def results_markdown(summary: Summary, derived: Derived) -> str:
              f"{len(summary['runs'])} reported runs ({wall / 60:.0f} min of training and evaluation, "
              f"{wall / len(summary['runs']):.0f} s per run on average)." if summary["runs"] else
              "No reported run yet.", ""]
-    parts += _hardware_text(summary.get("hardware"))
+    parts += _hardware_text(summary.get("hardware")) if summary["runs"] else []
     parts += _sessions_text(summary.get("sessions") or [], wall)
     design = design_frame(scale)
     if not design.empty:
