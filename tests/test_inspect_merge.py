@@ -1,0 +1,70 @@
+"""Merge audit: PEFT's add_weighted_adapter made, then its merged update set against the intended
+weighted sum, exactly from the factors; checked against dense products computed here."""
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from ranklab.inspect.merge import COMBINATIONS, merge_audit
+
+from .test_inspect_audit import randomize_peft, tiny_llama
+
+TARGETS = ["q_proj", "v_proj"]
+
+
+def two_adapters(r=(2, 3)):
+    model = get_peft_model(tiny_llama(), LoraConfig(r=r[0], lora_alpha=4, target_modules=TARGETS), adapter_name="one")
+    model.add_adapter("two", LoraConfig(r=r[1], lora_alpha=6, target_modules=TARGETS))
+    randomize_peft(model, seed=0)
+    return model
+
+
+def dense(module, adapter):
+    return (module.lora_B[adapter].weight.double() @ module.lora_A[adapter].weight.double()) * module.scaling[adapter]
+
+
+def test_cat_is_exact_and_linear_carries_the_cross_terms():
+    weights = [0.7, 0.4]
+    for combination, exact in (("cat", True), ("linear", False)):
+        model = two_adapters(r=(3, 3))
+        audit = merge_audit(model, ["one", "two"], weights, combination)
+        after = audit["after"]
+        assert len(after) == 6  # 3 layers x q, v
+        for _, row in after.iterrows():
+            module = model.get_submodule(row["module"])
+            intended = weights[0] * dense(module, "one") + weights[1] * dense(module, "two")
+            merged = dense(module, "merged")
+            reference = float((merged - intended).norm() / intended.norm())
+            assert row["relative error"] == pytest.approx(reference, rel=1e-5, abs=1e-7)
+            assert row["norm intended"] == pytest.approx(float(intended.norm()), rel=1e-6)
+            if exact:
+                assert row["relative error"] < 1e-5 and row["merged rank"] == 6
+            else:
+                assert row["relative error"] > 0.05 and "cross terms" in row["why"]
+
+
+def test_svd_truncation_and_sign_votes_are_reported():
+    model = two_adapters()
+    audit = merge_audit(model, ["one", "two"], [1.0, 1.0], "ties_svd", density=0.5)
+    assert "sign conflicts ΔW" in audit["before"].columns and audit["before"]["sign conflicts ΔW"].between(0, 1).all()
+    same = two_adapters(r=(3, 3))
+    votes = merge_audit(same, ["one", "two"], [1.0, 1.0], "ties", density=0.5)["before"]
+    a = same.get_submodule(votes["module"].iloc[0]).lora_A
+    expected = float((torch.sign(a["one"].weight) != torch.sign(a["two"].weight)).float().mean())  # no zeros here
+    assert votes["sign conflicts A"].iloc[0] == pytest.approx(expected)
+    assert (audit["after"]["relative error"] > 0).all() and "truncated" in audit["after"]["why"].iloc[0]
+    model = two_adapters()
+    full = merge_audit(model, ["one", "two"], [1.0, 1.0], "svd")["after"]  # new rank = max rank: truncates
+    assert (full["merged rank"] <= 3).all()
+
+
+def test_bad_input_names_what_is_valid():
+    model = two_adapters()
+    with pytest.raises(ValueError, match="unknown combination 'mean'; valid: " + ", ".join(COMBINATIONS[:3])):
+        merge_audit(model, ["one", "two"], [1, 1], "mean")
+    with pytest.raises(ValueError, match="one weight each"):
+        merge_audit(model, ["one", "two"], [1], "cat")
+    with pytest.raises(ValueError, match=r"adapters \['three'\] are not in the model"):
+        merge_audit(model, ["one", "three"], [1, 1], "cat")
+    merge_audit(model, ["one", "two"], [1, 1], "cat")
+    with pytest.raises(ValueError, match="already has an adapter named 'merged'"):
+        merge_audit(model, ["one", "two"], [1, 1], "cat")
