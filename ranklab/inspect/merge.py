@@ -117,3 +117,39 @@ def merge_audit(model: torch.nn.Module, adapters: Sequence[str], weights: Sequen
                      "merged rank": int((sigma > 1e-6 * sigma[0]).sum()) if len(sigma) and sigma[0] > 0 else 0,
                      "spectrum": [float(s) for s in sigma], "why": why(combination)})
     return {"before": before, "after": pd.DataFrame(rows)}
+
+
+@torch.no_grad()
+def reload_check(model: Any, merged: str, folder: str, inputs: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Save the merged adapter (PEFT ``save_pretrained``, atomically into ``folder``), load it into a
+    fresh copy of the base with PEFT, and compare: rank and alpha patterns kept, rsLoRA scaling
+    kept, and the largest logit difference on ``inputs`` against the in-memory merge; a folder PEFT
+    cannot load back (its config and tensors disagree) is reported with PEFT's error, not raised."""
+    import copy
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    from ..atomic import write_folder
+
+    write_folder(folder, lambda staging: model.save_pretrained(str(staging), selected_adapters=[merged]))
+    saved = Path(folder) / merged if (Path(folder) / merged).is_dir() else Path(folder)
+    base = copy.deepcopy(model).unload()  # the plain base: every LoRA layer removed from the copy
+    try:
+        reloaded = PeftModel.from_pretrained(base, str(saved), adapter_name=merged).eval()
+    except (RuntimeError, ValueError, KeyError) as error:  # the merged folder does not reload: say why
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        return {"reloads": False, "reload error": " ".join(lines[:2])[:300], "folder": str(saved)}
+    active = model.active_adapter
+    model.set_adapter(merged)
+    model.eval()
+    try:
+        ours, theirs = model(**inputs).logits, reloaded(**inputs).logits
+    finally:
+        model.set_adapter(active)
+    config, again = model.peft_config[merged], reloaded.peft_config[merged]
+    return {"reloads": True, "max logit difference": float((ours - theirs).abs().max()),
+            "rank pattern kept": dict(config.rank_pattern or {}) == dict(again.rank_pattern or {}) and config.r == again.r,
+            "alpha pattern kept": dict(config.alpha_pattern or {}) == dict(again.alpha_pattern or {})
+            and config.lora_alpha == again.lora_alpha,
+            "rslora kept": bool(config.use_rslora) == bool(again.use_rslora), "folder": str(saved)}
