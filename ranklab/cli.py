@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
 # Commands whose module is enough on its own: `ranklab inspect` on a 7B adapter should not spend
 # seconds importing training, data and transformers (the full parser imports every area).
 STANDALONE = {"inspect": "ranklab.inspect.commands", "compress": "ranklab.inspect.commands",
-              "compare": "ranklab.inspect.commands", "checkpoints": "ranklab.inspect.commands"}
+              "compare": "ranklab.inspect.commands", "checkpoints": "ranklab.inspect.commands",
+              "merge-audit": "ranklab.inspect.commands"}
 
 
 def _parser_for(argv: list[str]) -> argparse.ArgumentParser:

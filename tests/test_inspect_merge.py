@@ -90,3 +90,38 @@ def test_the_merged_folder_reloads_in_peft_with_the_same_logits(tmp_path, combin
     assert check["reloads"] and check["max logit difference"] < 1e-5
     assert check["rank pattern kept"] and check["alpha pattern kept"] and check["rslora kept"]
     assert model.active_adapter == "one"  # the model is left as it was
+
+
+def test_merge_audit_from_the_command_line(tmp_path):
+    import contextlib
+    import io
+
+    from ranklab.cli import main
+
+    base = tiny_llama()
+    base.save_pretrained(tmp_path / "base")
+    folders = []
+    for i, r in enumerate((2, 3)):
+        peft_model = get_peft_model(tiny_llama(), LoraConfig(r=r, lora_alpha=4, target_modules=TARGETS))
+        randomize_peft(peft_model, seed=i)
+        peft_model.save_pretrained(tmp_path / f"adapter{i}")
+        folders.append(str(tmp_path / f"adapter{i}"))
+
+    def run(*argv):
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["merge-audit", *argv])
+        return code, out.getvalue(), err.getvalue()
+
+    code, out, _ = run(*folders, "--weights", "0.5,0.5", "--combination", "cat", "--base", str(tmp_path / "base"),
+                       "--output", str(tmp_path / "merged"))
+    assert code == 0 and "after the cat merge" in out and "reloads: True" in out
+    assert (tmp_path / "merged").is_dir()
+    for argv, message in (((folders[0], "--weights", "1", "--combination", "cat"), "two or more adapter folders"),
+                          ((*folders, "--weights", "1", "--combination", "cat"), "one weight each"),
+                          ((*folders, "--weights", "1,1", "--combination", "mean"), "valid: linear, cat, svd"),
+                          ((*folders, "--weights", "a,b", "--combination", "cat"), "comma list of numbers"),
+                          ((*folders, "--weights", "1,1", "--combination", "cat", "--output", folders[0]),
+                           "would be overwritten")):
+        code, _, err = run(*argv)
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, (argv, err)

@@ -75,6 +75,57 @@ def _checkpoints(args: argparse.Namespace) -> int:
     return 0
 
 
+def _merge_audit(args: argparse.Namespace) -> int:
+    from .merge import COMBINATIONS
+
+    if args.combination not in COMBINATIONS:
+        raise ValueError(f"unknown combination {args.combination!r}; valid: {', '.join(COMBINATIONS)}")
+    try:
+        weights = [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        raise ValueError(f"--weights takes a comma list of numbers, got {args.weights!r}") from None
+    if len(args.paths) < 2 or len(weights) != len(args.paths):
+        raise ValueError(f"give two or more adapter folders and one weight each, got {len(args.paths)} folders and "
+                         f"{len(weights)} weights")
+    from ..output_paths import check_output_folder
+    from .compare import read_adapters
+
+    if args.output:
+        check_output_folder(args.output, "--output", inputs=args.paths, overwrite=args.overwrite)
+    adapters = read_adapters(args.paths)  # one-line errors: unreadable folders, different bases
+    base = args.base or adapters[0].base_name
+    if not base:
+        raise ValueError("the adapters name no base model; pass --base (a local model folder or a hub id)")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from .merge import merge_audit, reload_check
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base)
+    except OSError as error:
+        raise ValueError(f"cannot load the base {base!r} ({str(error).splitlines()[0]}); pass --base with a local "
+                         "model folder") from None
+    names = [f"a{i}" for i in range(len(args.paths))]
+    model = PeftModel.from_pretrained(model, str(args.paths[0]), adapter_name=names[0])
+    for name, path in zip(names[1:], args.paths[1:]):
+        model.load_adapter(str(path), adapter_name=name)
+    options = {"density": args.density} if args.density is not None else {}
+    audit = merge_audit(model, names, weights, args.combination, **options)
+    print("adapters: " + ", ".join(f"{n} = {p}" for n, p in zip(names, args.paths)))
+    print("before the merge (per pair and module):")
+    print(audit["before"].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"after the {args.combination} merge (per module, against the intended weighted sum):")
+    print(audit["after"].drop(columns=["spectrum"]).to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.output:
+        vocab = getattr(model.config, "vocab_size", 100)
+        inputs = {"input_ids": torch.randint(0, vocab, (2, 16), generator=torch.Generator().manual_seed(0))}
+        check = reload_check(model, "merged", args.output, inputs)
+        print("reload of the merged folder: " + ", ".join(f"{k}: {v}" for k, v in check.items()))
+    return 0
+
+
 def _compress(args: argparse.Namespace) -> int:
     if not (0.0 < args.tau <= 1.0):
         raise ValueError(f"--tau must be in (0, 1], got {args.tau}")
@@ -142,6 +193,22 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                              help="write ranks.csv, drift.csv and the drift figure (PNG + PDF) to DIR")
     checkpoints.add_argument("--overwrite", action="store_true", help="write into a non-empty --output folder")
     checkpoints.set_defaults(func=_checkpoints)
+    merge = subparsers.add_parser(
+        "merge-audit", help="merge PEFT LoRA adapters with PEFT and audit the merge before and after",
+        description="Before: per pair of adapters and module, the cosine, principal angle and sign conflicts. After "
+                    "PEFT's add_weighted_adapter: per module the merged update against the intended weighted sum "
+                    "(relative error, exactly from the factors), its rank and spectrum, and why they differ; with "
+                    "--output, the merged adapter saved, reloaded in PEFT and its logits compared.")
+    merge.add_argument("paths", nargs="+", metavar="PATH", help="two or more PEFT LoRA adapter folders")
+    merge.add_argument("--weights", required=True, help="one weight per adapter, comma separated")
+    merge.add_argument("--combination", required=True, help="PEFT's combination_type: linear, cat, svd, ties, "
+                       "ties_svd, dare_linear, dare_ties, dare_linear_svd, dare_ties_svd, magnitude_prune, "
+                       "magnitude_prune_svd")
+    merge.add_argument("--density", type=float, default=None, help="ties / dare / magnitude_prune: share kept")
+    merge.add_argument("--base", default=None, help="the base model folder (default: the adapters' base_model_name_or_path)")
+    merge.add_argument("--output", metavar="DIR", default=None, help="save the merged adapter here and check it reloads")
+    merge.add_argument("--overwrite", action="store_true", help="write into a non-empty --output folder (never an input)")
+    merge.set_defaults(func=_merge_audit)
     compress = subparsers.add_parser(
         "compress", help="truncate a saved adapter to its energy rank and write a PEFT LoRA (no base needed)",
         description="Each module's update is cut to the fewest singular values holding a share tau of its energy "
