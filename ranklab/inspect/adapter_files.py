@@ -98,6 +98,12 @@ def read_adapter(path: str | Path) -> SavedAdapter:
     run_adapter = path / ADAPTER_DIR
     if (run_adapter / RANKLAB_CONFIG).is_file() or (run_adapter / PEFT_CONFIG).is_file():
         return read_adapter(run_adapter)  # a run folder of `ranklab train --output`: its adapter
+    named = [p for p in sorted(path.iterdir()) if p.is_dir() and (p / PEFT_CONFIG).is_file()]
+    if len(named) == 1:  # PEFT's save_pretrained of an adapter not named "default": <folder>/<name>/
+        return read_adapter(named[0])
+    if named:
+        raise ValueError(f"{path} holds several PEFT adapters ({', '.join(p.name for p in named)}); give one of "
+                         "their folders")
     raise ValueError(f"{path} is not a saved adapter: it has neither {PEFT_CONFIG} (PEFT save_pretrained, "
                      f"ranklab.export_peft) nor {RANKLAB_CONFIG} (ranklab.save_adapters); it holds "
                      f"{sorted(p.name for p in path.iterdir())[:8]}")

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
+from ..compat import quiet_peft
 from .compare import compare_factors
 from .spectra import factored_svd
 
@@ -102,7 +103,8 @@ def merge_audit(model: torch.nn.Module, adapters: Sequence[str], weights: Sequen
     if merged in known:
         raise ValueError(f"the model already has an adapter named {merged!r}; choose another name")
     before = compatibility(model, adapters, combination)
-    model.add_weighted_adapter(list(adapters), list(weights), merged, combination_type=combination, **merge_options)
+    with quiet_peft():
+        model.add_weighted_adapter(list(adapters), list(weights), merged, combination_type=combination, **merge_options)
     rows = []
     for name, module in _lora_modules(model, [*adapters, merged]).items():
         parts = [_scaled(module, a) for a in adapters]
@@ -136,7 +138,8 @@ def reload_check(model: Any, merged: str, folder: str, inputs: dict[str, torch.T
     saved = Path(folder) / merged if (Path(folder) / merged).is_dir() else Path(folder)
     base = copy.deepcopy(model).unload()  # the plain base: every LoRA layer removed from the copy
     try:
-        reloaded = PeftModel.from_pretrained(base, str(saved), adapter_name=merged).eval()
+        with quiet_peft():
+            reloaded = PeftModel.from_pretrained(base, str(saved), adapter_name=merged).eval()
     except (RuntimeError, ValueError, KeyError) as error:  # the merged folder does not reload: say why
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         return {"reloads": False, "reload error": " ".join(lines[:2])[:300], "folder": str(saved)}
