@@ -84,6 +84,7 @@ base, _ = load_backbone(backbone, 2, seed=seed)
 # No task_type: the classification head stays frozen, since PEFT cannot merge adapters that each
 # train their own head (`modules_to_save`); all that differs between the two is their LoRA update.
 config = dict(r=8, lora_alpha=16, target_modules=["query", "value"])
+torch.manual_seed(seed)  # the adapters' own initialisation: the same numbers on every run
 with quiet_peft():  # PEFT's own deprecation warning about transformers, nothing to act on here
     model = get_peft_model(base, LoraConfig(**config), adapter_name="first")
     model.add_adapter("second", LoraConfig(**config))
