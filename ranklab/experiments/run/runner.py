@@ -424,9 +424,10 @@ def _search_round(search: list[RunSpec], scale: Scale, results: str | Path, prev
         record = {"rule_name": scale.search_rule, "complete": False, "labels": {r.tune_key: r.label for r in search},
                   "runs": {**known, **{k: run_outcome(v) for k, v in records.items()}},
                   "curves": {r.run_id: run_curve(r, records[r.run_id]) for r in search if r.run_id in records}}
-    # in the plan's order, whichever machine trained them
+    # in the plan's order, whichever machine trained them, each under the tune key this search gives
+    # its run (a run reused from an earlier protocol keeps its outcome, not that protocol's key)
     curves = {**earlier, **record["curves"]}
-    record["curves"] = {r.run_id: curves[r.run_id] for r in search if r.run_id in curves}
+    record["curves"] = {r.run_id: {**curves[r.run_id], "tune_key": r.tune_key} for r in search if r.run_id in curves}
     for run in search:  # each outcome says what it was trained with (a later chunk checks it)
         if run.run_id in record["runs"]:
             record["runs"][run.run_id] = {**record["runs"][run.run_id], "config": run.config.to_dict()}
