@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from .adapter_files import read_adapter
-from .compare import PEFT_PREFIX, compare_factors
+from .compare import adapter_modules, compare_factors
 from .factors import layer_index, short_module_name
 from .ranks import rank_measures
 from .spectra import factored_svd
@@ -38,14 +38,8 @@ def find_checkpoints(folder: str | Path) -> dict[int, Path]:
 
 
 def _factors(adapter: Any) -> dict[str, list]:
-    """Module name (no PEFT prefix) -> factors, one entry per task / expert of routed layers."""
-    out = {}
-    for name, module in adapter.modules.items():
-        selectors = module.selectors()
-        for selector in selectors:
-            suffix = "".join(f" [{k} {v}]" for k, v in selector.items()) if len(selectors) > 1 else ""
-            out[name.removeprefix(PEFT_PREFIX) + suffix] = module.factors(**selector)
-    return out
+    """Module key (as ``compare`` names it) -> factors, one entry per task / expert of routed layers."""
+    return {key: module.factors(**selector) for key, (module, selector) in adapter_modules(adapter).items()}
 
 
 def checkpoint_drift(folder: str | Path, tau: float = 0.9, tol: float = 1e-6) -> tuple[pd.DataFrame, pd.DataFrame]:

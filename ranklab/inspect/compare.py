@@ -88,7 +88,7 @@ def compare_factors(factors_a: Sequence[torch.Tensor], factors_b: Sequence[torch
     }
 
 
-def _modules(adapter: SavedAdapter) -> dict[str, tuple[SavedModule, dict[str, int]]]:
+def adapter_modules(adapter: SavedAdapter) -> dict[str, tuple[SavedModule, dict[str, int]]]:
     """Module key (name without PEFT's prefix, a task/expert suffix for routed layers) -> (module, selector)."""
     out = {}
     for name, module in adapter.modules.items():
@@ -123,7 +123,7 @@ def compare_adapters(paths: Sequence[str | Path], tol: float = 1e-6) -> pd.DataF
     ``module``, ``layer``, ``module_type``, the measures, and ``only_in`` (the folders that hold a
     module the others lack: its measures are empty)."""
     adapters = read_adapters(paths)
-    modules = [_modules(a) for a in adapters]
+    modules = [adapter_modules(a) for a in adapters]
     names = list(dict.fromkeys(key for found in modules for key in found))
     rows = []
     for i, j in itertools.combinations(range(len(adapters)), 2):

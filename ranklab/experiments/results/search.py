@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..run.tuning import edge_winners
 from .plots import PALETTE
 
 Summary = dict[str, Any]
@@ -158,10 +159,8 @@ def search_text(tuning: dict[str, Any]) -> list[str]:
         lines += [f"Not searched at this scale: taken from {tuning['taken_from']}.", ""]
     rule = tuning.get("rule") or tuning.get("rule_name", "")
     lines += [f"Rule: {rule}. Best validation score x 100 per rate:", ""]
-    edges = {k: lr for k, lr in (tuning.get("chosen") or {}).items()
-             if k in (tuning.get("grids") or {}) and len(tuning["grids"][k]) > 1
-             and lr in (tuning["grids"][k][0], tuning["grids"][k][-1])}
-    if edges and tuning.get("grids"):
+    edges = edge_winners(tuning)
+    if edges:
         lines += ["Still on an edge of the rates searched (the extension limit): "
                   + "; ".join(f"{key_label(tuning, k)} at {lr:g}" for k, lr in edges.items()) + ".", ""]
     return lines
